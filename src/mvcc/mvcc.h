@@ -1,0 +1,276 @@
+/* mvcc: every version of every key, on LMDB.
+ *
+ * Owns: revisions (main, sub) as etcd has them, the key index, Range, Put,
+ * DeleteRange, Txn and Compact semantics, the applied index, and the binary
+ * encoding of write commands (the payload of a WAL/Raft entry).
+ * Must not: know about the network, protobuf, gRPC, raft or the WAL. It is
+ * called only from the member's loop thread and takes no locks.
+ *
+ * Requests are *borrowed views*: every pointer in a request struct belongs to
+ * the caller and must stay valid only for the duration of the call.
+ * Results are *owned*: a result struct filled by this module owns all memory
+ * it points to and is released with the matching *_free function (safe to
+ * call on a zeroed struct, and twice).
+ *
+ * Durability: LMDB is opened without fsync (MDB_NOSYNC); the WAL is the
+ * durable record. Each apply stores the applied index in the same LMDB
+ * transaction as its effects, so after a crash the caller replays the WAL
+ * entries with index > mvcc_applied_index().
+ */
+#ifndef FL_MVCC_H
+#define FL_MVCC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/error.h"
+
+typedef struct mvcc_store mvcc_store;
+
+typedef struct mvcc_options {
+    uint64_t map_size_bytes; /* LMDB map size; 0 = default (8 GiB) */
+    uint64_t quota_bytes;    /* writes fail with FL_ERR_NO_SPACE_QUOTA past this; 0 = default (2 GiB, etcd's) */
+} mvcc_options;
+
+/* A byte string; borrowed in requests, owned (by the enclosing result) in results. */
+typedef struct mvcc_bytes {
+    const uint8_t *data;
+    size_t len;
+} mvcc_bytes;
+
+typedef struct mvcc_kv {
+    mvcc_bytes key;
+    mvcc_bytes value;
+    int64_t create_revision;
+    int64_t mod_revision;
+    int64_t version;
+    int64_t lease;
+} mvcc_kv;
+
+/* ---- requests (borrowed) ------------------------------------------------ */
+
+typedef enum { MVCC_SORT_NONE = 0, MVCC_SORT_ASCEND = 1, MVCC_SORT_DESCEND = 2 } mvcc_sort_order;
+typedef enum {
+    MVCC_SORT_BY_KEY = 0,
+    MVCC_SORT_BY_VERSION = 1,
+    MVCC_SORT_BY_CREATE = 2,
+    MVCC_SORT_BY_MOD = 3,
+    MVCC_SORT_BY_VALUE = 4
+} mvcc_sort_target;
+
+/* Same meaning as etcd's RangeRequest. range_end: empty = single key;
+ * "\0" (len 1, byte 0) = every key >= key; otherwise [key, range_end).
+ * revision <= 0 means the current revision. */
+typedef struct mvcc_range_req {
+    mvcc_bytes key;
+    mvcc_bytes range_end;
+    int64_t limit;
+    int64_t revision;
+    mvcc_sort_order sort_order;
+    mvcc_sort_target sort_target;
+    bool keys_only;
+    bool count_only;
+    int64_t min_mod_revision;
+    int64_t max_mod_revision;
+    int64_t min_create_revision;
+    int64_t max_create_revision;
+} mvcc_range_req;
+
+typedef struct mvcc_put_req {
+    mvcc_bytes key;
+    mvcc_bytes value;
+    int64_t lease;
+    bool prev_kv;
+    bool ignore_value;
+    bool ignore_lease;
+} mvcc_put_req;
+
+typedef struct mvcc_delete_req {
+    mvcc_bytes key;
+    mvcc_bytes range_end;
+    bool prev_kv;
+} mvcc_delete_req;
+
+typedef enum {
+    MVCC_CMP_EQUAL = 0,
+    MVCC_CMP_GREATER = 1,
+    MVCC_CMP_LESS = 2,
+    MVCC_CMP_NOT_EQUAL = 3
+} mvcc_compare_result;
+typedef enum {
+    MVCC_CMP_VERSION = 0,
+    MVCC_CMP_CREATE = 1,
+    MVCC_CMP_MOD = 2,
+    MVCC_CMP_VALUE = 3,
+    MVCC_CMP_LEASE = 4
+} mvcc_compare_target;
+
+typedef struct mvcc_compare {
+    mvcc_compare_result result;
+    mvcc_compare_target target;
+    mvcc_bytes key;
+    mvcc_bytes range_end;
+    int64_t number;    /* version, create/mod revision or lease, by target */
+    mvcc_bytes value;  /* for MVCC_CMP_VALUE */
+} mvcc_compare;
+
+typedef enum { MVCC_OP_RANGE = 1, MVCC_OP_PUT = 2, MVCC_OP_DELETE = 3, MVCC_OP_TXN = 4 } mvcc_op_type;
+
+struct mvcc_txn_req;
+typedef struct mvcc_op {
+    mvcc_op_type type;
+    union {
+        mvcc_range_req range;
+        mvcc_put_req put;
+        mvcc_delete_req del;
+        const struct mvcc_txn_req *txn;
+    } u;
+} mvcc_op;
+
+typedef struct mvcc_txn_req {
+    const mvcc_compare *compares;
+    size_t compares_count;
+    const mvcc_op *success;
+    size_t success_count;
+    const mvcc_op *failure;
+    size_t failure_count;
+} mvcc_txn_req;
+
+typedef struct mvcc_compact_req {
+    int64_t revision;
+    bool physical;
+} mvcc_compact_req;
+
+/* A write command: what goes into one WAL/Raft entry. */
+typedef enum {
+    MVCC_REQ_PUT = 1,
+    MVCC_REQ_DELETE = 2,
+    MVCC_REQ_TXN = 3,
+    MVCC_REQ_COMPACT = 4
+} mvcc_request_type;
+
+typedef struct mvcc_request {
+    mvcc_request_type type;
+    union {
+        mvcc_put_req put;
+        mvcc_delete_req del;
+        mvcc_txn_req txn;
+        mvcc_compact_req compact;
+    } u;
+} mvcc_request;
+
+/* ---- results (owned) ---------------------------------------------------- */
+
+typedef struct mvcc_range_result {
+    mvcc_kv *kvs;
+    size_t kvs_count;
+    bool more;
+    int64_t count;
+    int64_t revision; /* the store's current revision when read (header.revision) */
+    void *arena;      /* private: memory behind kvs */
+} mvcc_range_result;
+
+typedef struct mvcc_put_result {
+    bool has_prev_kv;
+    mvcc_kv prev_kv;
+} mvcc_put_result;
+
+typedef struct mvcc_delete_result {
+    int64_t deleted;
+    mvcc_kv *prev_kvs;
+    size_t prev_kvs_count;
+} mvcc_delete_result;
+
+struct mvcc_txn_result;
+typedef struct mvcc_op_result {
+    mvcc_op_type type;
+    union {
+        mvcc_range_result range;
+        mvcc_put_result put;
+        mvcc_delete_result del;
+        struct mvcc_txn_result *txn;
+    } u;
+} mvcc_op_result;
+
+typedef struct mvcc_txn_result {
+    bool succeeded;
+    mvcc_op_result *responses;
+    size_t responses_count;
+} mvcc_txn_result;
+
+/* What applying one command produced. revision is the store's revision after
+ * the apply (etcd's header.revision). */
+typedef struct mvcc_response {
+    mvcc_request_type type;
+    int64_t revision;
+    union {
+        mvcc_put_result put;
+        mvcc_delete_result del;
+        mvcc_txn_result txn;
+    } u;
+    void *arena; /* private */
+} mvcc_response;
+
+void mvcc_range_result_free(mvcc_range_result *result);
+void mvcc_response_free(mvcc_response *response);
+
+/* ---- the store ---------------------------------------------------------- */
+
+/* Opens (creating if needed) the LMDB environment in `dir` (an existing
+ * directory). On success *out owns the store; close with mvcc_close. */
+fl_err mvcc_open(const char *dir, const mvcc_options *options, mvcc_store **out);
+void mvcc_close(mvcc_store *store);
+
+/* The index of the last entry applied (0 for a new store). */
+uint64_t mvcc_applied_index(const mvcc_store *store);
+/* The current revision (1 for a new store, as etcd) and the compacted one (0 if none). */
+int64_t mvcc_current_revision(const mvcc_store *store);
+int64_t mvcc_compact_revision(const mvcc_store *store);
+/* Bytes of the LMDB file, and bytes in use (etcd's dbSize / dbSizeInUse). */
+void mvcc_db_size(const mvcc_store *store, int64_t *size_bytes, int64_t *in_use_bytes);
+
+/* Checks a request before it is proposed, with etcd's rules that need no
+ * state: empty key (FL_ERR_KEY_EMPTY), duplicate key in a txn's put/delete ops
+ * (FL_ERR_DUPLICATE_KEY), more than max_txn_ops ops (FL_ERR_TOO_MANY_OPS).
+ * Errors that depend on state (compacted, future revision, lease not found)
+ * come from apply. */
+fl_err mvcc_request_validate(const mvcc_request *request, size_t max_txn_ops);
+
+/* Encodes a request into a self-contained byte string (the entry payload).
+ * On success *out is malloc'ed and owned by the caller (free()). The format is
+ * versioned by its first byte; decode rejects what it does not know. */
+fl_err mvcc_request_encode(const mvcc_request *request, uint8_t **out, size_t *out_len);
+
+/* Applies the command encoded in payload as entry `index` (which must be
+ * mvcc_applied_index()+1, or a later one when entries without a payload were
+ * skipped by mvcc_apply_noop). Deterministic: the same sequence of entries
+ * gives the same bytes on every member.
+ * Returns FL_OK and fills *response (owned by the caller, release with
+ * mvcc_response_free), or a request-level error such as FL_ERR_COMPACTED,
+ * FL_ERR_FUTURE_REV, FL_ERR_LEASE_NOT_FOUND, FL_ERR_NOT_FOUND (put with
+ * ignore_value/ignore_lease on a missing key): the applied index still
+ * advances, nothing else changes. FL_ERR_CORRUPT for an undecodable payload.
+ * FL_ERR_IO / FL_ERR_NOSPACE mean LMDB failed: the store did not advance. */
+fl_err mvcc_apply(mvcc_store *store, uint64_t index, const uint8_t *payload, size_t payload_len,
+                  mvcc_response *response);
+
+/* Batching: applies between mvcc_batch_begin and mvcc_batch_commit share one
+ * LMDB write transaction (one commit per batch of entries, as the write path
+ * wants). Without an open batch each apply commits its own transaction.
+ * Responses from a batch must not be sent before mvcc_batch_commit returns
+ * FL_OK; if it fails, the whole batch is rolled back (applied index included)
+ * and the caller replays it later or stops. */
+fl_err mvcc_batch_begin(mvcc_store *store);
+fl_err mvcc_batch_commit(mvcc_store *store);
+void mvcc_batch_abort(mvcc_store *store);
+
+/* Advances the applied index over an entry that carries no command (a raft
+ * no-op or configuration entry). */
+fl_err mvcc_apply_noop(mvcc_store *store, uint64_t index);
+
+/* Reads, at req->revision or the current one. Errors: FL_ERR_COMPACTED,
+ * FL_ERR_FUTURE_REV, FL_ERR_IO. On FL_OK *result is owned by the caller. */
+fl_err mvcc_range(mvcc_store *store, const mvcc_range_req *req, mvcc_range_result *result);
+
+#endif

@@ -1,0 +1,111 @@
+/* server: one Flotilla member.
+ *
+ * Owns: the member's state on its libuv loop: the data dir (wal/, db/), the
+ * write path (encode command -> WAL append on the writer thread, one
+ * fdatasync per batch = group commit -> apply to MVCC in log order -> reply),
+ * recovery at start-up (replay the WAL past MVCC's applied index), the member
+ * identity (cluster id, member id, name, URLs), and later raft, read index,
+ * leases and membership.
+ * Must not: parse protobuf or speak gRPC (that is src/api), or block the loop
+ * on disk sync (the writer thread does that).
+ *
+ * Threading: every function here is called on the loop thread, and every
+ * callback runs on the loop thread.
+ *
+ * Callbacks: when a server_* call that takes a `done` callback returns FL_OK,
+ * done is called exactly once, later (never from inside the call), even if the
+ * member is stopping (then with FL_ERR_STOPPED). When the call returns an
+ * error, done is never called. The caller keeps ctx alive until then.
+ */
+#ifndef FL_SERVER_H
+#define FL_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "mvcc/mvcc.h"
+#include "util/error.h"
+
+/* The etcd API version Flotilla implements; clients pick features by it. */
+#define SERVER_ETCD_API_VERSION "3.4.0"
+
+typedef struct server server;
+
+typedef struct server_options {
+    const char *name;              /* member name; default "default" */
+    const char *data_dir;          /* default "<name>.flotilla" */
+    const char *advertise_client_urls; /* comma-separated; shown in member list */
+    const char *initial_cluster_token; /* seeds the cluster id; default "flotilla-cluster" */
+    uint64_t quota_backend_bytes;  /* 0 = 2 GiB, etcd's default */
+    uint32_t max_txn_ops;          /* 0 = 128, etcd's default */
+    uint32_t pending_writes_max;   /* bound on writes waiting for the WAL; 0 = 65536 */
+} server_options;
+
+/* Opens the data dir (creating it), recovers, and is ready to serve.
+ * On failure returns an error and writes a one-line reason into errbuf
+ * (e.g. the corrupt WAL file and offset). *out is owned by the caller:
+ * server_stop then server_destroy after the loop has drained. */
+fl_err server_create(uv_loop_t *loop, const server_options *options, server **out, char *errbuf,
+                     size_t errbuf_len);
+/* Stops accepting work, fails what is pending with FL_ERR_STOPPED once the
+ * writer thread has drained, and closes its handles. Calls stopped(ctx) when
+ * every handle is closed. */
+void server_stop(server *srv, void (*stopped)(void *ctx), void *ctx);
+void server_destroy(server *srv);
+
+typedef struct server_header {
+    uint64_t cluster_id;
+    uint64_t member_id;
+    int64_t revision;
+    uint64_t raft_term;
+} server_header;
+
+/* The header every response carries, as of now. */
+void server_get_header(const server *srv, server_header *out);
+
+/* Writes: put, delete, txn, compact. The request is borrowed for the duration
+ * of the call (it is validated and encoded before this returns).
+ * Errors returned at once: validation (FL_ERR_KEY_EMPTY, FL_ERR_DUPLICATE_KEY,
+ * FL_ERR_TOO_MANY_OPS), FL_ERR_BUSY (too many pending), FL_ERR_STOPPED.
+ * done gets err == FL_OK and an owned *response (the callee must
+ * mvcc_response_free it), or an apply-time error (FL_ERR_COMPACTED,
+ * FL_ERR_FUTURE_REV, FL_ERR_NOSPACE, FL_ERR_NO_SPACE_QUOTA, ...) and NULL.
+ * The reply's header comes from server_get_header at callback time, except
+ * header.revision = response->revision. */
+typedef void (*server_write_done_fn)(void *ctx, fl_err err, mvcc_response *response);
+fl_err server_write(server *srv, const mvcc_request *request, server_write_done_fn done, void *ctx);
+
+/* Reads. serializable=false is linearizable: it observes every write whose
+ * reply was sent before this call. done gets an owned *result (callee frees
+ * with mvcc_range_result_free) or an error and NULL. */
+typedef void (*server_range_done_fn)(void *ctx, fl_err err, mvcc_range_result *result);
+fl_err server_range(server *srv, const mvcc_range_req *request, bool serializable,
+                    server_range_done_fn done, void *ctx);
+
+typedef struct server_status {
+    const char *version; /* SERVER_ETCD_API_VERSION */
+    int64_t db_size_bytes;
+    int64_t db_size_in_use_bytes;
+    uint64_t leader_id;
+    uint64_t raft_index;
+    uint64_t raft_term;
+    uint64_t raft_applied_index;
+    bool is_learner;
+} server_status;
+void server_get_status(const server *srv, server_status *out);
+
+typedef struct server_member {
+    uint64_t id;
+    const char *name;
+    const char *const *peer_urls;
+    size_t peer_urls_count;
+    const char *const *client_urls;
+    size_t client_urls_count;
+    bool is_learner;
+} server_member;
+/* The members, borrowed from the server until the next loop iteration. */
+void server_get_members(const server *srv, const server_member **members, size_t *count);
+
+#endif
