@@ -34,13 +34,25 @@
 typedef struct server server;
 
 typedef struct server_options {
-    const char *name;              /* member name; default "default" */
-    const char *data_dir;          /* default "<name>.flotilla" */
+    const char *name;                  /* member name; default "default" */
+    const char *data_dir;              /* default "<name>.flotilla" */
     const char *advertise_client_urls; /* comma-separated; shown in member list */
     const char *initial_cluster_token; /* seeds the cluster id; default "flotilla-cluster" */
-    uint64_t quota_backend_bytes;  /* 0 = 2 GiB, etcd's default */
-    uint32_t max_txn_ops;          /* 0 = 128, etcd's default */
-    uint32_t pending_writes_max;   /* bound on writes waiting for the WAL; 0 = 65536 */
+    uint64_t quota_backend_bytes;      /* 0 = 2 GiB, etcd's default */
+    uint32_t max_txn_ops;              /* 0 = 128, etcd's default */
+    uint32_t pending_writes_max;       /* bound on writes waiting for the WAL; 0 = 65536 */
+    /* Added by the server engineer (zero-initialised callers keep the old meaning): */
+    const char *initial_advertise_peer_urls; /* comma-separated; seeds the member id and shows in
+                                                member list; default "http://localhost:2380" */
+    uint64_t wal_segment_bytes; /* WAL segment size; 0 = the wal's default (tests use small) */
+    const struct wal_test_hooks *wal_test_hooks; /* TEST-ONLY (see wal.h); NULL in production */
+    /* Called (on the loop) when the member can no longer make progress safely:
+     * LMDB failed to apply entries the WAL already made durable, or a WAL
+     * fsync failed. Pending writes have been failed with FL_ERR_IO and new
+     * writes get FL_ERR_IO; reads still work. The owner should stop and exit
+     * non-zero; a restart replays the WAL. NULL = abort(). */
+    void (*fatal)(void *ctx, fl_err err, const char *reason);
+    void *fatal_ctx;
 } server_options;
 
 /* Opens the data dir (creating it), recovers, and is ready to serve.
@@ -107,5 +119,23 @@ typedef struct server_member {
 } server_member;
 /* The members, borrowed from the server until the next loop iteration. */
 void server_get_members(const server *srv, const server_member **members, size_t *count);
+
+/* Counters for tests and metrics. wal_syncs < writes_acked proves group commit. */
+typedef struct server_stats {
+    uint64_t wal_syncs;      /* wal_sync calls that returned FL_OK */
+    uint64_t wal_batches;    /* wal_append_batch calls */
+    uint64_t writes_acked;   /* writes whose done got FL_OK or an apply-time error */
+    uint64_t writes_failed;  /* writes failed before apply (WAL error, stop) */
+    uint64_t writes_pending; /* accepted, done not yet called */
+    uint64_t replayed;       /* entries replayed from the WAL at start-up */
+} server_stats;
+void server_get_stats(const server *srv, server_stats *out);
+
+/* The data dir actually used (options->data_dir or the default). */
+const char *server_data_dir(const server *srv);
+
+/* Test seam: the next `batches` WAL appends fail with `err` (FL_ERR_NOSPACE,
+ * FL_ERR_IO) as if wal_append_batch had returned it, without touching the log. */
+void server_test_fail_wal_appends(server *srv, fl_err err, uint32_t batches);
 
 #endif

@@ -1,0 +1,125 @@
+/* server_internal: the member's state, shared by the server_*.c files.
+ *
+ * Threads: everything here belongs to the loop thread except the fields
+ * marked (mu), which the WAL writer thread shares with it under srv->mu, and
+ * the fields marked (writer), which only the writer thread touches once it
+ * has started (the loop sets them before starting it).
+ */
+#ifndef FL_SERVER_INTERNAL_H
+#define FL_SERVER_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "mvcc/mvcc.h"
+#include "server/server.h"
+#include "wal/wal.h"
+
+/* Bounds. */
+#define SERVER_PENDING_WRITES_DEFAULT 65536u
+#define SERVER_PENDING_READS_MAX      65536u
+#define SERVER_WAL_BATCH_MAX          1024u /* entries per wal_append_batch */
+#define SERVER_REPLAY_BATCH_MAX       1024u /* entries per LMDB txn during recovery */
+#define SERVER_URLS_MAX               16u
+
+/* One accepted write, from server_write until its done callback. Owned by
+ * the server; it moves loop -> writer queue -> done list -> loop. */
+typedef struct server_pending_write {
+    struct server_pending_write *next;
+    uint8_t *payload; /* owned (malloc'ed by mvcc_request_encode) */
+    size_t payload_len;
+    uint64_t index;          /* log index, assigned by the writer thread */
+    fl_err wal_err;          /* FL_OK once appended and fsynced */
+    mvcc_response *response; /* allocated up front; handed to done on FL_OK */
+    server_write_done_fn done;
+    void *ctx;
+} server_pending_write;
+
+/* One finished read waiting for its done call on the next loop turn. */
+typedef struct server_pending_read {
+    struct server_pending_read *next;
+    fl_err err;
+    mvcc_range_result *result; /* owned until handed to done */
+    server_range_done_fn done;
+    void *ctx;
+} server_pending_read;
+
+typedef struct server_url_list {
+    char *items[SERVER_URLS_MAX]; /* owned */
+    size_t count;
+} server_url_list;
+
+struct server {
+    uv_loop_t *loop;
+    server_options options; /* string pointers replaced by the owned copies below */
+    char *name;
+    char *data_dir;
+    char *wal_dir;
+    char *db_dir;
+    server_url_list peer_urls;
+    server_url_list client_urls;
+    int lock_fd; /* flock on <data-dir>/member, held while open */
+    uint64_t cluster_id;
+    uint64_t member_id;
+    server_member member;
+
+    mvcc_store *store;
+    wal *log;
+
+    /* Writer thread. */
+    pthread_t writer;
+    bool writer_started;
+    bool writer_joined;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    server_pending_write *queue_head, *queue_tail; /* (mu) to be written */
+    server_pending_write *done_head, *done_tail;   /* (mu) written, to be applied */
+    bool writer_stop;                              /* (mu) exit once the queue is empty */
+    bool writer_exited;                            /* (mu) */
+    bool wal_broken;                               /* (mu) a wal_sync failed: write nothing more */
+    bool async_ready;                              /* (mu) the writer may uv_async_send */
+    fl_err inject_err;                             /* (mu) test seam */
+    uint32_t inject_batches;                       /* (mu) */
+    uint64_t wal_syncs;                            /* (mu) */
+    uint64_t wal_batches;                          /* (mu) */
+    uint64_t next_index;                           /* (writer) */
+    uv_async_t async; /* writer -> loop: done list has items or the writer exited */
+
+    /* Loop side. */
+    uint64_t writes_pending;
+    uint64_t writes_acked;
+    uint64_t writes_failed;
+    uint64_t replayed;
+    bool stopping;
+    bool failed; /* fatal: apply or sync failed; writes answer FL_ERR_IO */
+    server_pending_read *reads_head, *reads_tail;
+    size_t reads_count;
+    uv_idle_t idle; /* active while reads wait for their done call */
+    int handles_open;
+    void (*stopped)(void *ctx);
+    void *stopped_ctx;
+};
+
+/* server_meta.c: the member identity file and data dir lock. */
+fl_err server_meta_load_or_create(server *srv, const char *token, char *errbuf, size_t errbuf_len);
+uint64_t server_hash64(uint64_t seed, const void *data, size_t len);
+
+/* server_recover.c: replay the WAL past MVCC's applied index. */
+fl_err server_recover(server *srv, const wal_recovery_info *info, char *errbuf, size_t errbuf_len);
+
+/* server_write.c: the writer thread and the apply step on the loop. */
+fl_err server_writer_start(server *srv);
+void server_writer_request_stop(server *srv);
+void server_on_async(uv_async_t *handle);
+
+/* server_read.c */
+void server_on_idle(uv_idle_t *handle);
+void server_reads_flush(server *srv);
+
+/* server.c: called once the writer has exited and everything is answered. */
+void server_finish_stop(server *srv);
+void server_enter_fatal(server *srv, fl_err err, const char *reason);
+
+#endif

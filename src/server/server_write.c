@@ -1,0 +1,337 @@
+/* server_write: the write path.
+ *
+ *   loop:   server_write -> validate, encode, queue (bounded)      ─┐
+ *   writer: take up to SERVER_WAL_BATCH_MAX queued, number them,    │
+ *           wal_append_batch + ONE wal_sync, move to the done list, │
+ *           uv_async_send                                           │
+ *   loop:   server_on_async -> apply runs of fsynced entries in log │
+ *           order inside one mvcc batch, commit, then call done  <──┘
+ *
+ * Group commit falls out of the queue: while the writer is inside fdatasync,
+ * new writes pile up and the next iteration takes them all in one batch.
+ *
+ * Indexes are assigned by the writer thread, not by server_write: when an
+ * append fails (disk full) the wal cuts the partial write off, and the writer
+ * simply does not advance its counter, so the next batch reuses the indexes
+ * and the log stays dense. Assigning them on the loop would force renumbering
+ * writes queued behind a failed batch. (Raft will assign indexes on the loop
+ * later; then a failed append is a leader step-down and the rule changes.)
+ *
+ * Failures:
+ * - wal_append_batch fails (FL_ERR_NOSPACE, FL_ERR_IO, FL_ERR_TOO_LARGE): the
+ *   batch's writes get that error; nothing reached the log; the member keeps
+ *   serving and later writes succeed once the disk has room.
+ * - wal_sync fails: whether the records are on disk is unknown (after a failed
+ *   fdatasync the kernel may have dropped the dirty pages), so acking or
+ *   failing them could both be a lie later. The writer refuses all further
+ *   writes and the member goes fatal (see server_enter_fatal): crash rather
+ *   than diverge. A restart replays whatever the log really holds.
+ * - mvcc_apply/commit fails with an LMDB error (FL_ERR_IO, FL_ERR_NOSPACE,
+ *   FL_ERR_CORRUPT, FL_ERR_NOMEM) after the WAL is durable: the batch is
+ *   rolled back, its writes get FL_ERR_IO (never success), and the member goes
+ *   fatal. Retrying in place could loop forever on a full disk; a restart
+ *   replays the WAL from the applied index and loses nothing acknowledged.
+ *   Request-level apply errors (compacted, future revision, quota, lease not
+ *   found) are normal answers: the entry is applied as a no-op.
+ */
+#include <assert.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/server_internal.h"
+#include "util/log.h"
+
+static void pending_write_free(server_pending_write *w)
+{
+    free(w->payload);
+    free(w->response);
+    free(w);
+}
+
+/* ---- writer thread ------------------------------------------------------ */
+
+/* Appends and syncs one batch; returns the error for every write in it. */
+static fl_err write_batch(server *srv, server_pending_write *first, size_t count, fl_err injected,
+                          bool broken, bool *sync_failed)
+{
+    static _Thread_local wal_entry entries[SERVER_WAL_BATCH_MAX];
+    assert(count > 0 && count <= SERVER_WAL_BATCH_MAX);
+    *sync_failed = false;
+    if (broken)
+        return FL_ERR_IO;
+    size_t i = 0;
+    for (server_pending_write *w = first; i < count; w = w->next, i++) {
+        w->index = srv->next_index + i;
+        entries[i] = (wal_entry){.index = w->index,
+                                 .term = 1,
+                                 .type = WAL_ENTRY_NORMAL,
+                                 .data = w->payload,
+                                 .len = w->payload_len};
+    }
+    fl_err err = injected != FL_OK ? injected : wal_append_batch(srv->log, entries, count, NULL);
+    if (err != FL_OK)
+        return err; /* the wal cut the partial write off: these indexes get reused */
+    err = wal_sync(srv->log);
+    if (err != FL_OK) {
+        *sync_failed = true;
+        return FL_ERR_IO;
+    }
+    srv->next_index += count;
+    return FL_OK;
+}
+
+static void *writer_main(void *arg)
+{
+    server *srv = arg;
+    pthread_mutex_lock(&srv->mu);
+    for (;;) {
+        while (!srv->queue_head && !srv->writer_stop)
+            pthread_cond_wait(&srv->cond, &srv->mu);
+        if (!srv->queue_head)
+            break; /* stopping and drained */
+        /* take up to SERVER_WAL_BATCH_MAX writes off the queue */
+        server_pending_write *first = srv->queue_head, *last = first;
+        size_t count = 1;
+        while (last->next && count < SERVER_WAL_BATCH_MAX) {
+            last = last->next;
+            count++;
+        }
+        srv->queue_head = last->next;
+        if (!srv->queue_head)
+            srv->queue_tail = NULL;
+        last->next = NULL;
+        fl_err injected = FL_OK;
+        if (srv->inject_batches > 0) {
+            injected = srv->inject_err;
+            srv->inject_batches--;
+        }
+        bool broken = srv->wal_broken;
+        pthread_mutex_unlock(&srv->mu);
+
+        bool sync_failed = false;
+        fl_err err = write_batch(srv, first, count, injected, broken, &sync_failed);
+        if (err != FL_OK && !broken)
+            FL_LOG_WARNF("server", "WAL append failed", "err=%s entries=%zu sync_failed=%d",
+                         fl_err_name(err), count, (int)sync_failed);
+        for (server_pending_write *w = first; w; w = w->next)
+            w->wal_err = err;
+
+        pthread_mutex_lock(&srv->mu);
+        if (!broken)
+            srv->wal_batches++;
+        if (err == FL_OK)
+            srv->wal_syncs++;
+        if (sync_failed)
+            srv->wal_broken = true;
+        if (srv->done_tail)
+            srv->done_tail->next = first;
+        else
+            srv->done_head = first;
+        srv->done_tail = last;
+        if (srv->async_ready)
+            uv_async_send(&srv->async);
+    }
+    srv->writer_exited = true;
+    if (srv->async_ready)
+        uv_async_send(&srv->async);
+    pthread_mutex_unlock(&srv->mu);
+    return NULL;
+}
+
+fl_err server_writer_start(server *srv)
+{
+    assert(!srv->writer_started);
+    srv->next_index = wal_last_index(srv->log) + 1;
+    assert(srv->next_index == mvcc_applied_index(srv->store) + 1);
+    if (pthread_create(&srv->writer, NULL, writer_main, srv) != 0)
+        return FL_ERR_NOMEM;
+    srv->writer_started = true;
+    int rc = uv_async_init(srv->loop, &srv->async, server_on_async);
+    if (rc == 0)
+        rc = uv_idle_init(srv->loop, &srv->idle);
+    if (rc != 0) {
+        /* rare; the async handle was not initialised (idle init cannot fail) */
+        pthread_mutex_lock(&srv->mu);
+        srv->writer_stop = true;
+        pthread_cond_signal(&srv->cond);
+        pthread_mutex_unlock(&srv->mu);
+        pthread_join(srv->writer, NULL);
+        srv->writer_joined = true;
+        return FL_ERR_NOMEM;
+    }
+    srv->async.data = srv;
+    srv->idle.data = srv;
+    pthread_mutex_lock(&srv->mu);
+    srv->async_ready = true;
+    pthread_mutex_unlock(&srv->mu);
+    return FL_OK;
+}
+
+void server_writer_request_stop(server *srv)
+{
+    pthread_mutex_lock(&srv->mu);
+    srv->writer_stop = true;
+    pthread_cond_signal(&srv->cond);
+    pthread_mutex_unlock(&srv->mu);
+}
+
+/* ---- loop side ---------------------------------------------------------- */
+
+fl_err server_write(server *srv, const mvcc_request *request, server_write_done_fn done, void *ctx)
+{
+    assert(request && done);
+    if (srv->stopping)
+        return FL_ERR_STOPPED;
+    if (srv->failed)
+        return FL_ERR_IO;
+    fl_err err = mvcc_request_validate(request, srv->options.max_txn_ops);
+    if (err != FL_OK)
+        return err;
+    if (srv->writes_pending >= srv->options.pending_writes_max)
+        return FL_ERR_BUSY;
+    /* w and its response are owned by the server until done is called */
+    server_pending_write *w = calloc(1, sizeof *w);
+    if (!w)
+        return FL_ERR_NOMEM;
+    w->response = calloc(1, sizeof *w->response);
+    if (!w->response) {
+        free(w);
+        return FL_ERR_NOMEM;
+    }
+    err = mvcc_request_encode(request, &w->payload, &w->payload_len);
+    if (err != FL_OK) {
+        pending_write_free(w);
+        return err;
+    }
+    w->done = done;
+    w->ctx = ctx;
+    srv->writes_pending++;
+    pthread_mutex_lock(&srv->mu);
+    if (srv->queue_tail)
+        srv->queue_tail->next = w;
+    else
+        srv->queue_head = w;
+    srv->queue_tail = w;
+    pthread_cond_signal(&srv->cond);
+    pthread_mutex_unlock(&srv->mu);
+    return FL_OK;
+}
+
+/* Calls done for one write and frees it. */
+static void finish_write(server *srv, server_pending_write *w, fl_err err, bool applied)
+{
+    assert(srv->writes_pending > 0);
+    srv->writes_pending--;
+    mvcc_response *response = NULL;
+    if (err == FL_OK) {
+        response = w->response; /* ownership passes to done */
+        w->response = NULL;
+    }
+    if (applied)
+        srv->writes_acked++;
+    else
+        srv->writes_failed++;
+    server_write_done_fn done = w->done;
+    void *ctx = w->ctx;
+    pending_write_free(w);
+    done(ctx, err, response);
+}
+
+static bool is_store_failure(fl_err err)
+{
+    return err == FL_ERR_IO || err == FL_ERR_NOSPACE || err == FL_ERR_CORRUPT ||
+           err == FL_ERR_NOMEM;
+}
+
+/* Applies a run of fsynced writes [first, end) in one LMDB transaction.
+ * apply_err[i] receives each write's request-level result. Returns FL_OK, or
+ * the store failure that rolled the whole run back. */
+static fl_err apply_run(server *srv, server_pending_write *first, server_pending_write *end,
+                        char *reason, size_t reason_len)
+{
+    fl_err err = mvcc_batch_begin(srv->store);
+    if (err != FL_OK) {
+        snprintf(reason, reason_len, "mvcc_batch_begin failed: %s", fl_err_name(err));
+        return err;
+    }
+    for (server_pending_write *w = first; w != end; w = w->next) {
+        assert(w->index == mvcc_applied_index(srv->store) + 1);
+        fl_err apply_err =
+            mvcc_apply(srv->store, w->index, w->payload, w->payload_len, w->response);
+        if (is_store_failure(apply_err)) {
+            mvcc_batch_abort(srv->store);
+            snprintf(reason, reason_len,
+                     "applying WAL entry %" PRIu64 " to LMDB failed (%s); the WAL holds it, a "
+                     "restart replays it",
+                     w->index, fl_err_name(apply_err));
+            return apply_err;
+        }
+        w->wal_err = apply_err; /* reused: now the request-level answer */
+    }
+    err = mvcc_batch_commit(srv->store);
+    if (err != FL_OK)
+        snprintf(reason, reason_len,
+                 "LMDB commit failed (%s); the WAL holds the batch, a restart replays it",
+                 fl_err_name(err));
+    return err;
+}
+
+/* Handles the writes the writer finished, in log order. */
+static void process_done(server *srv, server_pending_write *list)
+{
+    while (list) {
+        if (list->wal_err != FL_OK || srv->failed) {
+            server_pending_write *w = list;
+            list = w->next;
+            finish_write(srv, w, srv->failed ? FL_ERR_IO : w->wal_err, false);
+            continue;
+        }
+        server_pending_write *end = list;
+        while (end && end->wal_err == FL_OK)
+            end = end->next;
+        char reason[256];
+        fl_err err = apply_run(srv, list, end, reason, sizeof reason);
+        if (err != FL_OK) {
+            /* answer the run (and everything after it) with FL_ERR_IO, then go fatal */
+            while (list) {
+                server_pending_write *w = list;
+                list = w->next;
+                finish_write(srv, w, FL_ERR_IO, false);
+            }
+            server_enter_fatal(srv, err, reason);
+            return;
+        }
+        while (list != end) {
+            server_pending_write *w = list;
+            list = w->next;
+            finish_write(srv, w, w->wal_err, true);
+        }
+    }
+}
+
+void server_on_async(uv_async_t *handle)
+{
+    server *srv = handle->data;
+    pthread_mutex_lock(&srv->mu);
+    server_pending_write *list = srv->done_head;
+    srv->done_head = srv->done_tail = NULL;
+    bool exited = srv->writer_exited;
+    bool broken = srv->wal_broken;
+    pthread_mutex_unlock(&srv->mu);
+
+    process_done(srv, list);
+    if (broken && !srv->failed)
+        server_enter_fatal(srv, FL_ERR_IO,
+                           "WAL fsync failed: the log's durable state is unknown; restart to "
+                           "recover from what is on disk");
+    if (exited && !srv->writer_joined) {
+        assert(srv->stopping);
+        pthread_join(srv->writer, NULL);
+        srv->writer_joined = true;
+        /* the writer exits only with an empty queue, and its last batch was
+         * moved to the done list before exited was set: all answered */
+        server_finish_stop(srv);
+    }
+}

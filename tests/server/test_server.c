@@ -1,0 +1,583 @@
+/* Unit tests for src/server: the write path (group commit, bounds,
+ * callbacks never re-entrant), recovery (WAL replay past the applied index,
+ * a SIGKILLed member), identity, WAL disk-full handling and corrupt WAL
+ * detection — all with the real wal and mvcc in a temp dir on a uv loop. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include <cmocka.h>
+
+#include "mvcc/mvcc.h"
+#include "server/server.h"
+#include "wal/wal.h"
+
+/* ---- fixture ------------------------------------------------------------ */
+
+typedef struct fixture {
+    char dir[256];  /* temp dir (removed at teardown) */
+    char data[300]; /* the data dir inside it */
+    uv_loop_t loop;
+    server *srv;
+    server_options options;
+} fixture;
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/flotilla-server-test-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->data, sizeof f->data, "%s/data", f->dir);
+    assert_int_equal(uv_loop_init(&f->loop), 0);
+    f->options.name = "t";
+    f->options.data_dir = f->data;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    assert_null(f->srv); /* every test stops its member */
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+static void start(fixture *f)
+{
+    char err[512] = "";
+    fl_err rc = server_create(&f->loop, &f->options, &f->srv, err, sizeof err);
+    if (rc != FL_OK)
+        fail_msg("server_create: %s: %s", fl_err_name(rc), err);
+}
+
+static void on_stopped(void *ctx)
+{
+    *(int *)ctx = 1;
+}
+
+static void stop(fixture *f)
+{
+    int stopped = 0;
+    server_stop(f->srv, on_stopped, &stopped);
+    while (!stopped)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    server_destroy(f->srv);
+    f->srv = NULL;
+}
+
+/* ---- request helpers ---------------------------------------------------- */
+
+typedef struct write_result {
+    int calls;
+    fl_err err;
+    int64_t revision;
+    int *in_call; /* set while server_write runs: done must not see it set */
+    int *completed;
+} write_result;
+
+static void on_write(void *ctx, fl_err err, mvcc_response *response)
+{
+    write_result *r = ctx;
+    assert_int_equal(*r->in_call, 0);
+    r->calls++;
+    r->err = err;
+    if (err == FL_OK) {
+        assert_non_null(response);
+        r->revision = response->revision;
+        mvcc_response_free(response);
+        free(response);
+    } else {
+        assert_null(response);
+    }
+    (*r->completed)++;
+}
+
+static int in_call_flag;
+
+static fl_err put(fixture *f, const char *key, const char *value, write_result *r, int *completed)
+{
+    memset(r, 0, sizeof *r);
+    r->in_call = &in_call_flag;
+    r->completed = completed;
+    mvcc_request req = {.type = MVCC_REQ_PUT};
+    req.u.put.key = (mvcc_bytes){(const uint8_t *)key, strlen(key)};
+    req.u.put.value = (mvcc_bytes){(const uint8_t *)value, strlen(value)};
+    in_call_flag = 1;
+    fl_err err = server_write(f->srv, &req, on_write, r);
+    in_call_flag = 0;
+    return err;
+}
+
+static void wait_for(fixture *f, const int *completed, int target)
+{
+    while (*completed < target)
+        uv_run(&f->loop, UV_RUN_ONCE);
+}
+
+static int64_t put_sync(fixture *f, const char *key, const char *value, fl_err *err_out)
+{
+    write_result r;
+    int completed = 0;
+    assert_int_equal(put(f, key, value, &r, &completed), FL_OK);
+    wait_for(f, &completed, 1);
+    assert_int_equal(r.calls, 1);
+    *err_out = r.err;
+    return r.revision;
+}
+
+typedef struct read_result {
+    int calls;
+    fl_err err;
+    mvcc_range_result *result;
+} read_result;
+
+static void on_read(void *ctx, fl_err err, mvcc_range_result *result)
+{
+    read_result *r = ctx;
+    assert_int_equal(in_call_flag, 0);
+    r->calls++;
+    r->err = err;
+    r->result = result;
+}
+
+/* Reads one key; returns its value (malloc'ed, caller frees) or NULL. */
+static char *get(fixture *f, const char *key, int64_t *mod_revision)
+{
+    read_result r = {0};
+    mvcc_range_req req = {.key = {(const uint8_t *)key, strlen(key)}};
+    in_call_flag = 1;
+    assert_int_equal(server_range(f->srv, &req, false, on_read, &r), FL_OK);
+    in_call_flag = 0;
+    assert_int_equal(r.calls, 0); /* never from inside the call */
+    while (r.calls == 0)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.err, FL_OK);
+    char *value = NULL;
+    if (r.result->kvs_count == 1) {
+        value = strndup((const char *)r.result->kvs[0].value.data, r.result->kvs[0].value.len);
+        if (mod_revision)
+            *mod_revision = r.result->kvs[0].mod_revision;
+    }
+    mvcc_range_result_free(r.result);
+    free(r.result);
+    return value;
+}
+
+static void assert_value(fixture *f, const char *key, const char *want)
+{
+    char *got = get(f, key, NULL);
+    if (!want) {
+        assert_null(got);
+        return;
+    }
+    assert_non_null(got);
+    assert_string_equal(got, want);
+    free(got);
+}
+
+/* ---- tests -------------------------------------------------------------- */
+
+/* Many writes queued at once: all answered in order, fewer fsyncs than writes. */
+static void test_group_commit(void **state)
+{
+    fixture *f = *state;
+    start(f);
+    enum { N = 3000 };
+    write_result *results = calloc(N, sizeof *results);
+    int completed = 0;
+    char key[32], value[32];
+    for (int i = 0; i < N; i++) {
+        snprintf(key, sizeof key, "k%05d", i);
+        snprintf(value, sizeof value, "v%d", i);
+        assert_int_equal(put(f, key, value, &results[i], &completed), FL_OK);
+    }
+    assert_int_equal(completed, 0); /* nothing answered inside server_write */
+    wait_for(f, &completed, N);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(results[i].calls, 1);
+        assert_int_equal(results[i].err, FL_OK);
+        assert_int_equal(results[i].revision, 2 + i); /* log order = submit order */
+    }
+    server_stats stats;
+    server_get_stats(f->srv, &stats);
+    assert_int_equal(stats.writes_acked, N);
+    assert_int_equal(stats.writes_pending, 0);
+    assert_true(stats.wal_syncs >= 1);
+    assert_true(stats.wal_syncs < N / 2); /* group commit: one fsync covers many writes */
+    assert_int_equal(stats.wal_syncs, stats.wal_batches);
+    server_status status;
+    server_get_status(f->srv, &status);
+    assert_int_equal(status.raft_index, N);
+    assert_string_equal(status.version, SERVER_ETCD_API_VERSION);
+    assert_true(status.db_size_bytes > 0);
+    server_header header;
+    server_get_header(f->srv, &header);
+    assert_int_equal(header.revision, N + 1);
+    assert_value(f, "k00000", "v0");
+    assert_value(f, "k02999", "v2999");
+    free(results);
+    stop(f);
+}
+
+/* One write at a time: each gets its own fsync (nothing to group). */
+static void test_sequential_writes_sync_each(void **state)
+{
+    fixture *f = *state;
+    start(f);
+    fl_err err;
+    for (int i = 0; i < 20; i++) {
+        int64_t rev = put_sync(f, "same", "x", &err);
+        assert_int_equal(err, FL_OK);
+        assert_int_equal(rev, 2 + i);
+    }
+    server_stats stats;
+    server_get_stats(f->srv, &stats);
+    assert_int_equal(stats.wal_syncs, 20);
+    stop(f);
+}
+
+static void test_validation_and_bounds(void **state)
+{
+    fixture *f = *state;
+    f->options.pending_writes_max = 4;
+    start(f);
+    write_result r[5];
+    int completed = 0;
+    assert_int_equal(put(f, "", "v", &r[0], &completed), FL_ERR_KEY_EMPTY);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(put(f, "a", "v", &r[i], &completed), FL_OK);
+    assert_int_equal(put(f, "a", "v", &r[4], &completed), FL_ERR_BUSY);
+    wait_for(f, &completed, 4);
+    assert_int_equal(put(f, "a", "v", &r[4], &completed), FL_OK); /* room again */
+    wait_for(f, &completed, 5);
+    assert_int_equal(r[4].err, FL_OK);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(completed, 5); /* the rejected ones were never answered */
+    stop(f);
+}
+
+/* A write accepted before stop is still answered, exactly once. */
+static void test_stop_answers_pending(void **state)
+{
+    fixture *f = *state;
+    start(f);
+    enum { N = 200 };
+    write_result r[N];
+    int completed = 0;
+    for (int i = 0; i < N; i++)
+        assert_int_equal(put(f, "p", "v", &r[i], &completed), FL_OK);
+    int stopped = 0;
+    server_stop(f->srv, on_stopped, &stopped);
+    write_result late;
+    assert_int_equal(put(f, "p", "v", &late, &completed), FL_ERR_STOPPED);
+    while (!stopped)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_int_equal(completed, N);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(r[i].calls, 1);
+        assert_true(r[i].err == FL_OK || r[i].err == FL_ERR_STOPPED);
+    }
+    server_destroy(f->srv);
+    f->srv = NULL;
+}
+
+/* Identity: nonzero, deterministic from the flags, kept across restarts. */
+static void test_identity_stable(void **state)
+{
+    fixture *f = *state;
+    start(f);
+    server_header h1;
+    server_get_header(f->srv, &h1);
+    assert_int_not_equal(h1.member_id, 0);
+    assert_int_not_equal(h1.cluster_id, 0);
+    const server_member *members;
+    size_t count;
+    server_get_members(f->srv, &members, &count);
+    assert_int_equal(count, 1);
+    assert_int_equal(members[0].id, h1.member_id);
+    assert_string_equal(members[0].name, "t");
+    assert_string_equal(members[0].peer_urls[0], "http://localhost:2380");
+    stop(f);
+    /* the same flags elsewhere give the same ids, another token other ids */
+    f->options.initial_cluster_token = "other";
+    start(f); /* same data dir: the stored identity wins */
+    server_header h2;
+    server_get_header(f->srv, &h2);
+    assert_int_equal(h2.member_id, h1.member_id);
+    assert_int_equal(h2.cluster_id, h1.cluster_id);
+    stop(f);
+    snprintf(f->data, sizeof f->data, "%s/data2", f->dir);
+    start(f);
+    server_get_header(f->srv, &h2);
+    assert_int_not_equal(h2.member_id, h1.member_id);
+    stop(f);
+    f->options.initial_cluster_token = NULL;
+    snprintf(f->data, sizeof f->data, "%s/data3", f->dir);
+    start(f);
+    server_get_header(f->srv, &h2);
+    assert_int_equal(h2.member_id, h1.member_id);
+    assert_int_equal(h2.cluster_id, h1.cluster_id);
+    stop(f);
+}
+
+/* A second member on the same data dir is refused. */
+static void test_data_dir_locked(void **state)
+{
+    fixture *f = *state;
+    start(f);
+    server *second = NULL;
+    char err[512] = "";
+    assert_int_equal(server_create(&f->loop, &f->options, &second, err, sizeof err), FL_ERR_BUSY);
+    assert_non_null(strstr(err, "in use"));
+    stop(f);
+}
+
+/* Entries in the WAL past LMDB's applied index are replayed at start. */
+static void test_replay_past_applied(void **state)
+{
+    fixture *f = *state;
+    start(f);
+    fl_err err;
+    for (int i = 0; i < 10; i++)
+        put_sync(f, "r", "old", &err);
+    assert_int_equal(err, FL_OK);
+    stop(f);
+
+    /* append two more entries behind the member's back, as a crash between
+     * the WAL fsync and the LMDB commit would leave them */
+    char wal_dir[400];
+    snprintf(wal_dir, sizeof wal_dir, "%s/wal", f->data);
+    wal *log = NULL;
+    wal_recovery_info info;
+    assert_int_equal(wal_open(wal_dir, NULL, &log, &info, NULL, 0), FL_OK);
+    assert_int_equal(info.last_index, 10);
+    wal_entry entries[2];
+    uint8_t *payloads[2];
+    const char *values[2] = {"new", "newer"};
+    for (int i = 0; i < 2; i++) {
+        mvcc_request req = {.type = MVCC_REQ_PUT};
+        req.u.put.key = (mvcc_bytes){(const uint8_t *)"r", 1};
+        req.u.put.value = (mvcc_bytes){(const uint8_t *)values[i], strlen(values[i])};
+        size_t len;
+        assert_int_equal(mvcc_request_encode(&req, &payloads[i], &len), FL_OK);
+        entries[i] = (wal_entry){.index = 11 + (uint64_t)i,
+                                 .term = 1,
+                                 .type = WAL_ENTRY_NORMAL,
+                                 .data = payloads[i],
+                                 .len = len};
+    }
+    assert_int_equal(wal_append_batch(log, entries, 2, NULL), FL_OK);
+    assert_int_equal(wal_sync(log), FL_OK);
+    wal_close(log);
+    free(payloads[0]);
+    free(payloads[1]);
+
+    start(f);
+    server_stats stats;
+    server_get_stats(f->srv, &stats);
+    assert_int_equal(stats.replayed, 2);
+    int64_t mod = 0;
+    char *v = get(f, "r", &mod);
+    assert_string_equal(v, "newer");
+    free(v);
+    assert_int_equal(mod, 13);
+    int64_t rev = put_sync(f, "r", "after", &err); /* the index counter continues */
+    assert_int_equal(err, FL_OK);
+    assert_int_equal(rev, 14);
+    stop(f);
+    start(f);
+    server_get_stats(f->srv, &stats);
+    assert_int_equal(stats.replayed, 0);
+    assert_value(f, "r", "after");
+    stop(f);
+}
+
+/* A member killed with SIGKILL loses no acknowledged write. */
+static void test_sigkill_recovery(void **state)
+{
+    fixture *f = *state;
+    enum { N = 500 };
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* child: write, and die hard once everything is acknowledged */
+        uv_loop_t loop;
+        uv_loop_init(&loop);
+        server *srv = NULL;
+        if (server_create(&loop, &f->options, &srv, NULL, 0) != FL_OK)
+            _exit(3);
+        static write_result r[N];
+        int completed = 0;
+        char key[32];
+        for (int i = 0; i < N; i++) {
+            snprintf(key, sizeof key, "kill%04d", i);
+            r[i].in_call = &in_call_flag;
+            r[i].completed = &completed;
+            mvcc_request req = {.type = MVCC_REQ_PUT};
+            req.u.put.key = (mvcc_bytes){(const uint8_t *)key, strlen(key)};
+            req.u.put.value = (mvcc_bytes){(const uint8_t *)key, strlen(key)};
+            if (server_write(srv, &req, on_write, &r[i]) != FL_OK)
+                _exit(4);
+        }
+        while (completed < N)
+            uv_run(&loop, UV_RUN_ONCE);
+        for (int i = 0; i < N; i++)
+            if (r[i].err != FL_OK || r[i].revision != 2 + i)
+                _exit(5);
+        raise(SIGKILL);
+        _exit(6);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    start(f);
+    char key[32];
+    for (int i = 0; i < N; i += 7) {
+        snprintf(key, sizeof key, "kill%04d", i);
+        int64_t mod = 0;
+        char *v = get(f, key, &mod);
+        assert_non_null(v);
+        assert_string_equal(v, key);
+        assert_int_equal(mod, 2 + i);
+        free(v);
+    }
+    server_header h;
+    server_get_header(f->srv, &h);
+    assert_int_equal(h.revision, N + 1);
+    stop(f);
+}
+
+/* ---- disk full through the wal's test seam -------------------------------- */
+
+static int disk_full; /* read by the hook on the writer thread; set only while idle */
+
+static ssize_t hook_pwrite(void *ctx, int fd, const void *buf, size_t len, off_t offset)
+{
+    (void)ctx;
+    if (__atomic_load_n(&disk_full, __ATOMIC_SEQ_CST)) {
+        /* a partial write first, as a real full disk may do, then ENOSPC */
+        if (len > 8 && pwrite(fd, buf, 8, offset) == 8)
+            return 8;
+        errno = ENOSPC;
+        return -1;
+    }
+    return pwrite(fd, buf, len, offset);
+}
+
+static void test_wal_disk_full(void **state)
+{
+    fixture *f = *state;
+    static const wal_test_hooks hooks = {.pwrite = hook_pwrite};
+    f->options.wal_test_hooks = &hooks;
+    start(f);
+    fl_err err;
+    assert_int_equal(put_sync(f, "a", "1", &err), 2);
+    assert_int_equal(err, FL_OK);
+    __atomic_store_n(&disk_full, 1, __ATOMIC_SEQ_CST);
+    put_sync(f, "b", "lost", &err);
+    assert_int_equal(err, FL_ERR_NOSPACE);
+    put_sync(f, "a", "lost", &err);
+    assert_int_equal(err, FL_ERR_NOSPACE);
+    assert_value(f, "a", "1"); /* reads still work */
+    assert_value(f, "b", NULL);
+    __atomic_store_n(&disk_full, 0, __ATOMIC_SEQ_CST);
+    int64_t rev = put_sync(f, "c", "3", &err); /* space is back */
+    assert_int_equal(err, FL_OK);
+    assert_int_equal(rev, 3); /* the failed writes took no revision and no index */
+    server_status status;
+    server_get_status(f->srv, &status);
+    assert_int_equal(status.raft_index, 2);
+    stop(f);
+    f->options.wal_test_hooks = NULL;
+    start(f); /* the log is consistent: it opens and holds exactly what was acked */
+    assert_value(f, "a", "1");
+    assert_value(f, "b", NULL);
+    assert_value(f, "c", "3");
+    assert_int_equal(put_sync(f, "d", "4", &err), 4);
+    stop(f);
+}
+
+/* A corrupt record in the middle of the WAL stops start-up, naming the file. */
+static void test_corrupt_wal_refused(void **state)
+{
+    fixture *f = *state;
+    start(f);
+    fl_err err;
+    for (int i = 0; i < 50; i++)
+        put_sync(f, "c", "0123456789abcdef", &err);
+    stop(f);
+    char wal_dir[400], seg[700] = "";
+    snprintf(wal_dir, sizeof wal_dir, "%s/wal", f->data);
+    DIR *d = opendir(wal_dir);
+    assert_non_null(d);
+    struct dirent *e;
+    off_t biggest = 0;
+    while ((e = readdir(d))) {
+        char path[700];
+        snprintf(path, sizeof path, "%s/%s", wal_dir, e->d_name);
+        struct stat st;
+        if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > biggest) {
+            biggest = st.st_size;
+            snprintf(seg, sizeof seg, "%s", path);
+        }
+    }
+    closedir(d);
+    assert_true(biggest > 200);
+    int fd = open(seg, O_RDWR);
+    assert_true(fd >= 0);
+    unsigned char byte;
+    off_t at = biggest / 2;
+    assert_int_equal(pread(fd, &byte, 1, at), 1);
+    byte ^= 0xff;
+    assert_int_equal(pwrite(fd, &byte, 1, at), 1);
+    close(fd);
+    char msg[512] = "";
+    server *srv = NULL;
+    assert_int_equal(server_create(&f->loop, &f->options, &srv, msg, sizeof msg), FL_ERR_CORRUPT);
+    assert_null(srv);
+    const char *base = strrchr(seg, '/') + 1;
+    assert_non_null(strstr(msg, base));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sequential_writes_sync_each, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_validation_and_bounds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_answers_pending, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_identity_stable, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_data_dir_locked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replay_past_applied, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sigkill_recovery, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wal_disk_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_wal_refused, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
