@@ -1,0 +1,206 @@
+/* raft/internal.h: the node's insides, shared by the files of src/raft only.
+ *
+ * One concept per file: blob.c (shared entry bytes), log.c (the in-memory
+ * log), conf.c (configurations and quorums), progress.c (per-follower
+ * replication state), election.c, replication.c, read_only.c, confchange.c,
+ * ready.c, raft.c (node life cycle and message dispatch).
+ */
+#ifndef FL_RAFT_INTERNAL_H
+#define FL_RAFT_INTERNAL_H
+
+#include <assert.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "raft/raft.h"
+
+#ifndef FLOTILLA_RAFT_BUG
+#define FLOTILLA_RAFT_BUG 0
+#endif
+/* Deliberate bugs for the simulation harness; see docs/raft.md. */
+#define RAFT_BUG(k) (FLOTILLA_RAFT_BUG == (k))
+
+/* ---- blob.c: reference-counted bytes behind entry and snapshot data ----
+ * Entry bytes are shared by the log and by outgoing messages; a message in a
+ * ready must outlive a log truncation that happens before it is handed out. */
+uint8_t *raft_blob_new(const void *src, uint32_t len); /* NULL if len 0 or no memory */
+void raft_blob_ref(uint8_t *data);                     /* data may be NULL */
+void raft_blob_unref(uint8_t *data);                   /* data may be NULL */
+
+/* ---- log.c ----
+ * entries[start .. start+len) hold indexes prev_index+1 .. last. Everything
+ * at or below `stable` is persisted; at or below `committed` is committed;
+ * at or below `applied` is applied. prev_index <= applied <= committed. */
+struct raft_log {
+    struct raft_entry *entries;
+    uint64_t start, len, cap;
+    uint64_t prev_index, prev_term;
+    uint64_t stable, committed, applied;
+};
+
+fl_err raft_log_init(struct raft_log *log, uint64_t prev_index, uint64_t prev_term);
+void raft_log_free(struct raft_log *log);
+uint64_t raft_log_last_index(const struct raft_log *log);
+uint64_t raft_log_last_term(const struct raft_log *log);
+/* False if index is compacted or beyond the end. */
+bool raft_log_term(const struct raft_log *log, uint64_t index, uint64_t *term);
+bool raft_log_match_term(const struct raft_log *log, uint64_t index, uint64_t term);
+const struct raft_entry *raft_log_get(const struct raft_log *log, uint64_t index);
+/* Appends e at last+1, taking ownership of e->data (one reference). */
+fl_err raft_log_append(struct raft_log *log, const struct raft_entry *e);
+/* Drops entries from index on (index > committed). */
+void raft_log_truncate_from(struct raft_log *log, uint64_t index);
+/* Drops entries up to index (index <= applied). */
+void raft_log_compact_to(struct raft_log *log, uint64_t index);
+/* Resets to an empty log after (index, term): snapshot install. */
+void raft_log_reset(struct raft_log *log, uint64_t index, uint64_t term);
+void raft_log_commit_to(struct raft_log *log, uint64_t index);
+bool raft_log_up_to_date(const struct raft_log *log, uint64_t index, uint64_t term);
+/* The largest index <= index whose term is <= term (fast backtracking). */
+uint64_t raft_log_conflict_by_term(const struct raft_log *log, uint64_t index, uint64_t term);
+
+/* ---- conf.c ---- */
+bool raft_ids_contain(const raft_id *ids, uint32_t n, raft_id id);
+bool raft_conf_is_joint(const struct raft_conf *conf);
+bool raft_conf_is_member(const struct raft_conf *conf, raft_id id);
+/* The value a majority of each voter set reaches (joint: the smaller one).
+ * get(id) returns the value of voter id. */
+uint64_t raft_conf_quorum_value(const struct raft_conf *conf,
+                                uint64_t (*get)(const void *ctx, raft_id id), const void *ctx);
+typedef enum raft_vote_result { RAFT_VOTE_PENDING, RAFT_VOTE_WON, RAFT_VOTE_LOST } raft_vote_result;
+/* granted(id): 1 granted, 0 rejected, -1 no answer yet. */
+raft_vote_result raft_conf_tally(const struct raft_conf *conf,
+                                 int (*granted)(const void *ctx, raft_id id), const void *ctx);
+
+/* ---- progress.c ---- */
+typedef enum raft_progress_state {
+    RAFT_PROGRESS_PROBE,     /* one append at a time until we find the match */
+    RAFT_PROGRESS_REPLICATE, /* pipelined appends, bounded by inflights */
+    RAFT_PROGRESS_SNAPSHOT,  /* a snapshot is on its way: send nothing else */
+} raft_progress_state;
+
+struct raft_progress {
+    raft_id id;
+    raft_progress_state state;
+    uint64_t match, next;
+    uint64_t pending_snapshot;   /* SNAPSHOT: index of the snapshot sent */
+    uint64_t snapshot_sent_tick; /* SNAPSHOT: to retry a lost one */
+    uint64_t sent_commit;        /* last commit index told to this follower */
+    uint64_t read_acked;         /* highest read round the follower acknowledged */
+    bool probe_sent;             /* PROBE: an append is outstanding */
+    bool recent_active;          /* heard from since the last check-quorum */
+    bool vote_answered, vote_granted;
+    /* REPLICATE: last index of each append in flight, a ring. */
+    uint32_t inflight_start, inflight_count, inflight_cap;
+    uint64_t inflight[RAFT_INFLIGHT_MAX];
+};
+
+void raft_progress_init(struct raft_progress *pr, raft_id id, uint64_t next, uint32_t inflight_cap);
+void raft_progress_become_probe(struct raft_progress *pr);
+void raft_progress_become_replicate(struct raft_progress *pr);
+void raft_progress_become_snapshot(struct raft_progress *pr, uint64_t index, uint64_t now);
+bool raft_progress_is_paused(const struct raft_progress *pr);
+/* An accepted append up to index: true if match moved. */
+bool raft_progress_maybe_update(struct raft_progress *pr, uint64_t index);
+/* A rejection of the append after `rejected`; hint is the follower's guess. */
+bool raft_progress_maybe_decrease(struct raft_progress *pr, uint64_t rejected, uint64_t hint);
+void raft_progress_sent_entries(struct raft_progress *pr, uint64_t last_index);
+void raft_progress_free_inflights_to(struct raft_progress *pr, uint64_t index);
+
+/* ---- the node ---- */
+struct raft_read_req {
+    uint64_t read_id;
+    raft_id from; /* the node itself, or the follower that asked */
+    uint64_t round;
+};
+
+struct raft_msg_queue {
+    struct raft_msg *msgs;
+    uint32_t len, cap;
+};
+
+struct raft_node {
+    struct raft_config cfg;
+    raft_id id;
+    uint64_t term;
+    raft_id vote;
+    raft_role role;
+    raft_id lead;
+    struct raft_log log;
+    struct raft_conf conf;
+    struct raft_snapshot snapshot; /* latest; data is a blob */
+    bool snapshot_to_install;      /* received, not yet handed out */
+
+    struct raft_progress *prs; /* one per member */
+    uint32_t n_prs;
+
+    uint32_t election_elapsed, heartbeat_elapsed, randomized_timeout;
+    uint64_t ticks;
+    raft_id lead_transferee;
+    uint64_t pending_conf_index;
+    uint64_t uncommitted_bytes;
+    bool bcast_pending; /* leader: send appends when the ready is built */
+
+    /* read_only.c */
+    struct raft_read_req *reads; /* ring of RAFT_READS_MAX */
+    uint32_t reads_start, reads_len;
+    uint64_t read_round;
+    bool read_round_pending;
+    struct raft_read_state *read_states;
+    uint32_t n_read_states;
+
+    /* ready.c */
+    struct raft_msg_queue out, handed;
+    struct raft_hard_state prev_hs;
+    struct raft_soft_state prev_ss;
+    bool in_ready;
+    uint64_t ready_stable_to, ready_applied_to;
+    bool ready_snapshot;
+    struct raft_read_state *handed_read_states;
+    uint32_t n_handed_read_states;
+};
+
+/* raft.c */
+void raft_send(struct raft_node *n, struct raft_msg *m); /* takes m's entries/blobs */
+void raft_msg_release(struct raft_msg *m);
+struct raft_progress *raft_progress_of(struct raft_node *n, raft_id id);
+bool raft_promotable(const struct raft_node *n);
+uint64_t raft_random_timeout(struct raft_node *n);
+
+/* election.c */
+void raft_become_follower(struct raft_node *n, uint64_t term, raft_id lead);
+void raft_become_leader(struct raft_node *n);
+void raft_start_campaign(struct raft_node *n, raft_msg_type kind, bool transfer);
+void raft_handle_vote_request(struct raft_node *n, const struct raft_msg *m);
+void raft_handle_vote_response(struct raft_node *n, const struct raft_msg *m);
+void raft_tick_election(struct raft_node *n);
+void raft_tick_leader(struct raft_node *n);
+
+/* replication.c */
+fl_err raft_append_entry(struct raft_node *n, raft_entry_type type, const void *data, uint32_t len);
+bool raft_send_append(struct raft_node *n, struct raft_progress *pr, bool allow_empty);
+void raft_bcast_append(struct raft_node *n);
+void raft_bcast_heartbeat(struct raft_node *n);
+bool raft_maybe_commit(struct raft_node *n);
+void raft_handle_append(struct raft_node *n, const struct raft_msg *m);
+void raft_handle_append_response(struct raft_node *n, const struct raft_msg *m);
+void raft_handle_heartbeat(struct raft_node *n, const struct raft_msg *m);
+void raft_handle_heartbeat_response(struct raft_node *n, const struct raft_msg *m);
+void raft_handle_snapshot(struct raft_node *n, const struct raft_msg *m);
+void raft_send_timeout_now(struct raft_node *n, raft_id to);
+
+/* read_only.c */
+fl_err raft_read_request(struct raft_node *n, uint64_t read_id, raft_id from);
+void raft_read_release(struct raft_node *n);
+void raft_read_reset(struct raft_node *n);
+void raft_handle_read_index(struct raft_node *n, const struct raft_msg *m);
+void raft_handle_read_index_response(struct raft_node *n, const struct raft_msg *m);
+fl_err raft_read_state_push(struct raft_node *n, uint64_t index, uint64_t read_id);
+
+/* confchange.c */
+fl_err raft_apply_conf_entry(struct raft_node *n, const struct raft_entry *e);
+fl_err raft_progress_rebuild(struct raft_node *n);
+bool raft_has_unapplied_conf_change(const struct raft_node *n);
+void raft_maybe_leave_joint(struct raft_node *n);
+
+#endif
