@@ -22,14 +22,29 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "util/error.h"
 
 typedef struct wal wal;
 
+/* TEST-ONLY fault injection seam (see tests/wal/). Production code leaves
+ * wal_options.test_hooks NULL. When set, every write and fdatasync of segment
+ * data goes through these functions instead of pwrite(2)/fdatasync(2), so a
+ * test can return -1 with errno = ENOSPC/EIO, or a short count. The struct
+ * must outlive the wal handle. A NULL member means "use the real call". */
+typedef struct wal_test_hooks {
+    ssize_t (*pwrite)(void *ctx, int fd, const void *buf, size_t len, off_t offset);
+    int (*fdatasync)(void *ctx, int fd);
+    void *ctx;
+} wal_test_hooks;
+
 typedef struct wal_options {
-    uint64_t segment_bytes_max;  /* roll to a new segment past this; 0 = 64 MiB */
-    uint32_t record_bytes_max;   /* reject larger payloads with FL_ERR_TOO_LARGE; 0 = 16 MiB */
+    uint64_t segment_bytes_max;       /* roll to a new segment past this; 0 = 64 MiB */
+    uint32_t record_bytes_max;        /* reject larger payloads with FL_ERR_TOO_LARGE; 0 = 16 MiB.
+                                       * Also bounds lengths read from disk: never open a log
+                                       * with a smaller value than it was written with. */
+    const wal_test_hooks *test_hooks; /* TEST-ONLY; NULL in production */
 } wal_options;
 
 typedef enum {
@@ -54,21 +69,22 @@ typedef struct wal_hard_state {
 
 /* What recovery found. */
 typedef struct wal_recovery_info {
-    uint64_t first_index;     /* first entry still in the log (0 if empty) */
-    uint64_t last_index;      /* last entry (0 if empty) */
+    uint64_t first_index; /* first entry still in the log (0 if empty) */
+    uint64_t last_index;  /* as wal_last_index() */
     bool has_hard_state;
     wal_hard_state hard_state; /* the newest one */
-    uint64_t torn_bytes_cut;  /* bytes cut off a torn tail */
+    uint64_t torn_bytes_cut;   /* bytes cut off a torn tail */
 } wal_recovery_info;
 
-/* Opens the log in `dir` (created if missing), scanning every segment.
+/* Opens the log in `dir` (created if missing, parent must exist), scanning
+ * every segment. `options` may be NULL (defaults).
  * A torn tail (incomplete or bad-checksum record at the very end of the last
  * segment, followed only by zeros/garbage to EOF) is truncated. Anything else
  * that fails to parse returns FL_ERR_CORRUPT and writes a message naming the
  * segment file and byte offset into errbuf (if non-NULL).
  * On success *out owns the handle; close with wal_close. */
-fl_err wal_open(const char *dir, const wal_options *options, wal **out,
-                wal_recovery_info *info, char *errbuf, size_t errbuf_len);
+fl_err wal_open(const char *dir, const wal_options *options, wal **out, wal_recovery_info *info,
+                char *errbuf, size_t errbuf_len);
 void wal_close(wal *log);
 
 /* Calls visit for every live entry with index > after_index, in index order.
@@ -77,10 +93,19 @@ void wal_close(wal *log);
 typedef fl_err (*wal_visit_fn)(void *ctx, const wal_entry *entry);
 fl_err wal_replay(wal *log, uint64_t after_index, wal_visit_fn visit, void *ctx);
 
-/* Appends entries (consecutive indexes) and optionally a hard state, as
- * records written with one write() where possible. Nothing is durable until
- * wal_sync returns FL_OK. On error (FL_ERR_NOSPACE, FL_ERR_IO, FL_ERR_TOO_LARGE)
- * the log is left as it was before the call: the partial write is cut off. */
+/* Appends entries (consecutive indexes) and optionally a hard state (written
+ * after the entries), as records written with one write() where possible.
+ * Nothing is durable until wal_sync returns FL_OK. On error (FL_ERR_NOSPACE,
+ * FL_ERR_IO, FL_ERR_TOO_LARGE, FL_ERR_INVALID) the log is left as it was
+ * before the call: the partial write is cut off, and a later append works
+ * (e.g. once space is freed).
+ * Index rules: entries[k].index == entries[0].index + k; when the log holds
+ * entries, entries[0].index <= wal_last_index() + 1 (a smaller index
+ * truncates the log logically from there); when it holds none (fresh, or
+ * everything released), any index >= 1 starts it. Violations: FL_ERR_INVALID.
+ * If cutting a failed write back fails too, or an fdatasync fails, the handle
+ * turns read-only: every later append/sync returns FL_ERR_IO; close it and
+ * open it again to let recovery decide what is on disk. */
 fl_err wal_append_batch(wal *log, const wal_entry *entries, size_t count,
                         const wal_hard_state *hard_state);
 
@@ -88,10 +113,18 @@ fl_err wal_append_batch(wal *log, const wal_entry *entries, size_t count,
  * directory after a segment roll). */
 fl_err wal_sync(wal *log);
 
-/* A snapshot covers every entry up to and including index: segments holding
- * only such entries may be deleted. */
+/* A snapshot covers every entry up to and including index: the oldest
+ * segments whose live entries are all <= index are deleted (never the segment
+ * being appended to). If the newest hard state lives in one of them it is
+ * first re-written (and synced) into the live segment. Entries <= index in
+ * kept segments stay readable; wal_first_index() tells what is left. */
 fl_err wal_release_up_to(wal *log, uint64_t index);
 
+/* The last live entry's index. When the log holds no entries: 0 for a fresh
+ * log, else the last index it held before everything was released. */
 uint64_t wal_last_index(const wal *log);
+
+/* The first live entry's index, 0 when the log holds no entries. */
+uint64_t wal_first_index(const wal *log);
 
 #endif
