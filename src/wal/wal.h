@@ -40,10 +40,13 @@ typedef struct wal_test_hooks {
 } wal_test_hooks;
 
 typedef struct wal_options {
-    uint64_t segment_bytes_max;       /* roll to a new segment past this; 0 = 64 MiB */
-    uint32_t record_bytes_max;        /* reject larger payloads with FL_ERR_TOO_LARGE; 0 = 16 MiB.
-                                       * Also bounds lengths read from disk: never open a log
-                                       * with a smaller value than it was written with. */
+    /* Roll to a new segment before a batch would grow the live one past
+     * this; 0 = 64 MiB. A single larger batch still goes in one segment. */
+    uint64_t segment_bytes_max;
+    /* Entry data larger than this fails with FL_ERR_TOO_LARGE; 0 = 16 MiB.
+     * At most 256 MiB, the fixed bound on lengths read from disk (else
+     * wal_open fails with FL_ERR_INVALID). */
+    uint32_t record_bytes_max;
     const wal_test_hooks *test_hooks; /* TEST-ONLY; NULL in production */
 } wal_options;
 

@@ -90,7 +90,7 @@ static fl_err judge_stop(recovery_ctx *ctx, wal_reader *reader, int fd, bool is_
         return corrupt(ctx, end, why);
     bool found = false;
     uint64_t found_offset = 0;
-    uint64_t payload_max = wal_record_payload_bytes_max(ctx->log->options.record_bytes_max);
+    uint64_t payload_max = WAL_PAYLOAD_BYTES_READ_MAX;
     fl_err err = wal_segment_find_valid_after(reader, end + 1, payload_max, &found, &found_offset);
     if (err != FL_OK)
         return err;
@@ -137,7 +137,7 @@ static fl_err recover_segment(wal *log, size_t position, wal_recovery_info *info
     wal_reader_init(&reader, fd, (uint64_t)st.st_size);
     uint64_t end = 0;
     const char *why = NULL;
-    uint64_t payload_max = wal_record_payload_bytes_max(log->options.record_bytes_max);
+    uint64_t payload_max = WAL_PAYLOAD_BYTES_READ_MAX;
     fl_err err = wal_segment_walk(&reader, 0, payload_max, recovery_visit, &ctx, &end, &why);
     if (err == FL_OK && end < reader.file_bytes)
         err = judge_stop(&ctx, &reader, fd, is_last, end, why, info);
@@ -228,7 +228,15 @@ fl_err wal_open(const char *dir, const wal_options *options, wal **out, wal_reco
         log->options.segment_bytes_max = WAL_SEGMENT_BYTES_MAX_DEFAULT;
     if (log->options.record_bytes_max == 0)
         log->options.record_bytes_max = WAL_RECORD_BYTES_MAX_DEFAULT;
-    fl_err err = open_dir(log, dir, errbuf, errbuf_len);
+    fl_err err = FL_OK;
+    if (log->options.record_bytes_max > WAL_RECORD_BYTES_LIMIT) {
+        if (errbuf)
+            snprintf(errbuf, errbuf_len, "wal: record_bytes_max %u exceeds the limit %u",
+                     log->options.record_bytes_max, WAL_RECORD_BYTES_LIMIT);
+        err = FL_ERR_INVALID;
+    }
+    if (err == FL_OK)
+        err = open_dir(log, dir, errbuf, errbuf_len);
     if (err == FL_OK)
         err = wal_segment_list(log, errbuf, errbuf_len);
     for (size_t i = 0; err == FL_OK && i < log->segment_count; i++)

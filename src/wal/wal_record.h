@@ -31,12 +31,14 @@ typedef enum wal_record_type {
     WAL_RECORD_HARD_STATE = 3      /* (term, vote, commit) */
 } wal_record_type;
 
-/* The largest payload a record may carry when entry data is bounded by
- * record_bytes_max. Lengths read from disk are never trusted beyond it. */
-static inline uint64_t wal_record_payload_bytes_max(uint32_t record_bytes_max)
-{
-    return (uint64_t)record_bytes_max + WAL_ENTRY_HEADER_BYTES;
-}
+/* The largest entry data any log may hold: wal_options.record_bytes_max
+ * may not exceed it. Reads check lengths against this fixed limit rather
+ * than against the option, so a log written with a larger record_bytes_max
+ * than the current one is still read in full instead of being cut as torn;
+ * a length read from disk is never trusted beyond it (nor beyond the end
+ * of the file). */
+#define WAL_RECORD_BYTES_LIMIT     (256u << 20)
+#define WAL_PAYLOAD_BYTES_READ_MAX ((uint64_t)WAL_RECORD_BYTES_LIMIT + WAL_ENTRY_HEADER_BYTES)
 
 static inline size_t wal_record_entry_bytes(const wal_entry *entry)
 {

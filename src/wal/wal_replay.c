@@ -71,7 +71,7 @@ static fl_err replay_run(wal *log, const wal_run *run, replay_ctx *ctx)
     ctx->run = run;
     ctx->next_index = run->first_index;
     ctx->why = NULL;
-    uint64_t payload_max = wal_record_payload_bytes_max(log->options.record_bytes_max);
+    uint64_t payload_max = WAL_PAYLOAD_BYTES_READ_MAX;
     fl_err err =
         wal_segment_walk(&reader, run->offset, payload_max, replay_record, ctx, &end, &why);
     wal_reader_free(&reader);
