@@ -1,0 +1,117 @@
+/* client_sync: the blocking layer. It owns a private uv loop and runs it until
+ * the one outstanding call completes; the async core does all the work. */
+#include <assert.h>
+#include <stdbool.h>
+#include <stdlib.h>
+
+#include "client/client_internal.h"
+
+struct client_sync {
+    uv_loop_t loop;
+    client *c;
+};
+
+typedef struct sync_wait {
+    bool done;
+    client_status *status;
+    void *response;
+} sync_wait;
+
+fl_err client_sync_open(const client_options *options, client_sync **out)
+{
+    assert(options != NULL && out != NULL);
+    *out = NULL;
+    client_sync *sc = calloc(1, sizeof *sc); /* freed by client_sync_close */
+    if (sc == NULL)
+        return FL_ERR_NOMEM;
+    if (uv_loop_init(&sc->loop) != 0) {
+        free(sc);
+        return FL_ERR_NOMEM;
+    }
+    fl_err err = client_open(&sc->loop, options, &sc->c);
+    if (err != FL_OK) {
+        uv_loop_close(&sc->loop);
+        free(sc);
+        return err;
+    }
+    *out = sc;
+    return FL_OK;
+}
+
+void client_sync_close(client_sync *sc)
+{
+    if (sc == NULL)
+        return;
+    client_close(sc->c, NULL, NULL);
+    uv_run(&sc->loop, UV_RUN_DEFAULT); /* until every handle has closed */
+    int rc = uv_loop_close(&sc->loop);
+    assert(rc == 0);
+    (void)rc;
+    free(sc);
+}
+
+static void on_done(void *ctx, const client_status *status, void *response)
+{
+    sync_wait *w = ctx;
+    *w->status = *status;
+    w->response = response;
+    w->done = true;
+}
+
+fl_err client_sync_call(client_sync *sc, client_method method, const void *request,
+                        uint64_t timeout_ms, void **response, client_status *status)
+{
+    assert(sc != NULL && response != NULL && status != NULL);
+    *response = NULL;
+    sync_wait w = {.done = false, .status = status, .response = NULL};
+    uv_update_time(&sc->loop); /* the deadline counts from now, not the last loop turn */
+    fl_err err = client_call(sc->c, method, request, timeout_ms, on_done, &w);
+    if (err != FL_OK) {
+        client_status_set(status, err, -1, fl_err_name(err));
+        return err;
+    }
+    while (!w.done)
+        uv_run(&sc->loop, UV_RUN_ONCE);
+    *response = w.response;
+    return status->err;
+}
+
+#define SYNC_TYPED(fn, method, req_type, resp_type)                                                \
+    fl_err fn(client_sync *sc, const req_type *req, uint64_t timeout_ms, resp_type **resp,         \
+              client_status *status)                                                               \
+    {                                                                                              \
+        void *r = NULL;                                                                            \
+        fl_err err = client_sync_call(sc, method, req, timeout_ms, &r, status);                    \
+        *resp = r;                                                                                 \
+        return err;                                                                                \
+    }
+
+SYNC_TYPED(client_sync_range, CLIENT_RANGE, Etcdserverpb__RangeRequest, Etcdserverpb__RangeResponse)
+SYNC_TYPED(client_sync_put, CLIENT_PUT, Etcdserverpb__PutRequest, Etcdserverpb__PutResponse)
+SYNC_TYPED(client_sync_delete_range, CLIENT_DELETE_RANGE, Etcdserverpb__DeleteRangeRequest,
+           Etcdserverpb__DeleteRangeResponse)
+SYNC_TYPED(client_sync_txn, CLIENT_TXN, Etcdserverpb__TxnRequest, Etcdserverpb__TxnResponse)
+SYNC_TYPED(client_sync_compact, CLIENT_COMPACT, Etcdserverpb__CompactionRequest,
+           Etcdserverpb__CompactionResponse)
+
+fl_err client_sync_status(client_sync *sc, uint64_t timeout_ms, Etcdserverpb__StatusResponse **resp,
+                          client_status *status)
+{
+    Etcdserverpb__StatusRequest req;
+    etcdserverpb__status_request__init(&req);
+    void *r = NULL;
+    fl_err err = client_sync_call(sc, CLIENT_STATUS, &req, timeout_ms, &r, status);
+    *resp = r;
+    return err;
+}
+
+fl_err client_sync_member_list(client_sync *sc, uint64_t timeout_ms,
+                               Etcdserverpb__MemberListResponse **resp, client_status *status)
+{
+    Etcdserverpb__MemberListRequest req;
+    etcdserverpb__member_list_request__init(&req);
+    void *r = NULL;
+    fl_err err = client_sync_call(sc, CLIENT_MEMBER_LIST, &req, timeout_ms, &r, status);
+    *resp = r;
+    return err;
+}
