@@ -6,6 +6,8 @@
  * leader that has not heard from a quorum for an election timeout steps down,
  * and followers that heard from a leader within the timeout ignore votes.
  */
+#include <string.h>
+
 #include "raft/internal.h"
 
 static void reset(struct raft_node *n, uint64_t term)
@@ -69,15 +71,35 @@ static int vote_of(const void *ctx, raft_id id)
     return -1;
 }
 
+/* BUG 3: a learner's granted vote is counted toward the incoming voters'
+ * majority, as if anyone who answered yes were a voter. */
+static raft_vote_result tally_bug3(const struct raft_node *n)
+{
+    struct raft_conf c = n->conf;
+    uint32_t extra = 0;
+    for (uint32_t i = 0; i < c.n_learners; i++) {
+        extra += vote_of(n, c.learners[i]) == 1;
+    }
+    uint32_t yes = extra;
+    for (uint32_t i = 0; i < c.n_voters; i++) {
+        yes += vote_of(n, c.voters[i]) == 1;
+    }
+    if (yes >= c.n_voters / 2 + 1) {
+        c.n_voters = 0; /* the incoming set is "won": only the outgoing one decides */
+        if (c.n_voters_outgoing == 0) {
+            return RAFT_VOTE_WON;
+        }
+        memcpy(c.voters, c.voters_outgoing, sizeof(c.voters));
+        c.n_voters = c.n_voters_outgoing;
+        c.n_voters_outgoing = 0;
+    }
+    return raft_conf_tally(&c, vote_of, n);
+}
+
 static raft_vote_result tally(const struct raft_node *n)
 {
     if (RAFT_BUG(3)) {
-        /* BUG 3: learners' votes count as if they were voters. */
-        struct raft_conf c = n->conf;
-        for (uint32_t i = 0; i < c.n_learners && c.n_voters < RAFT_MEMBERS_MAX; i++) {
-            c.voters[c.n_voters++] = c.learners[i];
-        }
-        return raft_conf_tally(&c, vote_of, n);
+        return tally_bug3(n);
     }
     return raft_conf_tally(&n->conf, vote_of, n);
 }

@@ -409,8 +409,10 @@ fl_err raft_compact(struct raft_node *n, const void *data, uint32_t len, uint64_
         return FL_ERR_NOMEM;
     }
     uint64_t term = 0;
-    bool known = raft_log_term(log, index, &term);
-    assert(known);
+    if (!raft_log_term(log, index, &term)) {
+        raft_blob_unref(copy);
+        return FL_ERR_INVALID; /* applied is never compacted past */
+    }
     raft_blob_unref(n->snapshot.data);
     n->snapshot = (struct raft_snapshot){index, term, n->conf, len, copy};
     if (index > keep_entries) {

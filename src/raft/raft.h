@@ -163,9 +163,12 @@ struct raft_config {
     void *rand_ctx;
 };
 
-/* What the caller persisted, to build a node from. A brand-new member of the
- * initial cluster passes snapshot = {index 0, term 0, conf = initial voters}.
- * A member that will be added later passes an empty conf. entries must
+/* What the caller persisted, to build a node from.
+ * Bootstrap: every member of the initial cluster passes the same snapshot
+ * {index 1, term 1, conf = initial voters, data = the empty state} and hard
+ * state {term 1}. A member added later starts from all zeroes (index 0, empty
+ * conf): the leader sends it a snapshot, which is how it learns the
+ * configuration, since index 1 is compacted everywhere. entries must
  * follow snapshot.index contiguously. applied: what the state machine has
  * applied (>= snapshot.index); committed entries after it are handed out again. */
 struct raft_restore {

@@ -157,8 +157,10 @@ bool raft_maybe_commit(struct raft_node *n)
         return false;
     }
     uint64_t term = 0;
-    bool known = raft_log_term(&n->log, index, &term);
-    assert(known);
+    if (!raft_log_term(&n->log, index, &term)) {
+        assert(false && "a quorum matches an index the leader no longer knows");
+        return false;
+    }
     /* Raft §5.4.2: count replicas only for entries of the leader's own term.
      * BUG 1 counts them for any term. */
     if (term != n->term && !RAFT_BUG(1)) {
@@ -188,8 +190,10 @@ static void reject_append(struct raft_node *n, const struct raft_msg *m)
     uint64_t hint =
         raft_log_conflict_by_term(&n->log, m->index < last ? m->index : last, m->log_term);
     uint64_t hint_term = 0;
-    bool known = raft_log_term(&n->log, hint, &hint_term);
-    assert(known);
+    if (!raft_log_term(&n->log, hint, &hint_term)) {
+        assert(false && "the hint is never below the compacted prefix");
+        return;
+    }
     raft_send(n, &(struct raft_msg){.type = RAFT_MSG_APPEND_RESP,
                                     .to = m->from,
                                     .reject = true,
