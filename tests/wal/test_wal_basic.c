@@ -329,6 +329,67 @@ static void empty_log_starts_anywhere(void **state)
     expect_replay(f->log, 0, 1000, 1004, 9);
 }
 
+/* Entries bigger than the read window (256 KiB) and a batch bigger than the
+ * kept append buffer (4 MiB) round-trip intact. */
+typedef struct big_check {
+    size_t seen;
+    bool ok;
+} big_check;
+
+static size_t big_len(uint64_t index)
+{
+    return (size_t)(index * 300000 % 1900000) + 1;
+}
+
+static uint8_t big_byte(uint64_t index, size_t j)
+{
+    return (uint8_t)((index * 2654435761u + j * 40503u) >> 7);
+}
+
+static fl_err check_big(void *ctx, const wal_entry *entry)
+{
+    big_check *c = ctx;
+    c->seen++;
+    bool ok = entry->index == c->seen && entry->len == big_len(entry->index);
+    for (size_t j = 0; ok && j < entry->len; j += 997)
+        ok = entry->data[j] == big_byte(entry->index, j);
+    ok = ok && entry->data[entry->len - 1] == big_byte(entry->index, entry->len - 1);
+    c->ok = c->seen == 1 ? ok : (c->ok && ok);
+    return FL_OK;
+}
+
+static void large_entries_roundtrip(void **state)
+{
+    fixture *f = *state;
+    f->options.record_bytes_max = 2u << 20;
+    f->options.segment_bytes_max = 4u << 20;
+    reopen(f);
+    enum { COUNT = 8 };
+    wal_entry entries[COUNT];
+    uint8_t *data[COUNT];
+    for (uint64_t i = 1; i <= COUNT; i++) {
+        size_t len = big_len(i);
+        data[i - 1] = malloc(len);
+        assert_non_null(data[i - 1]);
+        for (size_t j = 0; j < len; j++)
+            data[i - 1][j] = big_byte(i, j);
+        entries[i - 1] = (wal_entry){
+            .index = i, .term = 1, .type = WAL_ENTRY_NORMAL, .data = data[i - 1], .len = len};
+    }
+    assert_int_equal(wal_append_batch(f->log, entries, 3, NULL), FL_OK);
+    assert_int_equal(wal_append_batch(f->log, entries + 3, COUNT - 3, NULL), FL_OK);
+    for (size_t k = 0; k < COUNT; k++)
+        free(data[k]);
+    for (int round = 0; round < 2; round++) {
+        big_check c = {0};
+        assert_int_equal(wal_replay(f->log, 0, check_big, &c), FL_OK);
+        assert_int_equal(c.seen, COUNT);
+        assert_true(c.ok);
+        reopen(f);
+        assert_int_equal(f->info.last_index, COUNT);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -343,6 +404,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(oversize_and_invalid, setup, teardown),
         cmocka_unit_test_setup_teardown(replay_stops_on_visitor_error, setup, teardown),
         cmocka_unit_test_setup_teardown(empty_log_starts_anywhere, setup, teardown),
+        cmocka_unit_test_setup_teardown(large_entries_roundtrip, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
