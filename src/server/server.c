@@ -156,6 +156,9 @@ static fl_err open_storage(server *srv, const char *token, char *errbuf, size_t 
     if (err != FL_OK)
         return err;
     mvcc_options mvcc_opts = {.quota_bytes = srv->options.quota_backend_bytes};
+    /* LMDB's map must hold the quota; mvcc's default map (8 GiB) does up to 6 GiB */
+    if (mvcc_opts.quota_bytes > (6ull << 30))
+        mvcc_opts.map_size_bytes = mvcc_opts.quota_bytes + (2ull << 30);
     err = mvcc_open(srv->db_dir, &mvcc_opts, &srv->store);
     if (err != FL_OK) {
         snprintf(errbuf, errbuf_len, "cannot open the MVCC store in %s: %s", srv->db_dir,
