@@ -16,6 +16,16 @@
  * durable record. Each apply stores the applied index in the same LMDB
  * transaction as its effects, so after a crash the caller replays the WAL
  * entries with index > mvcc_applied_index().
+ *
+ * Keys: any length etcd accepts. Keys longer than 480 bytes (LMDB's key
+ * limit is 511) are stored under a prefix + sequence number; they work like
+ * any other key, with a lookup cost that grows with the number of keys
+ * sharing their first 480 bytes (docs/mvcc.md).
+ *
+ * Quota: a Put or a Txn with puts that would take the bytes in use (pages of
+ * the trees, not the file size) to quota_bytes or more fails with
+ * FL_ERR_NO_SPACE_QUOTA; so does any write when LMDB's map is full.
+ * Compaction frees pages, so space comes back without a defrag.
  */
 #ifndef FL_MVCC_H
 #define FL_MVCC_H
@@ -30,7 +40,8 @@ typedef struct mvcc_store mvcc_store;
 
 typedef struct mvcc_options {
     uint64_t map_size_bytes; /* LMDB map size; 0 = default (8 GiB) */
-    uint64_t quota_bytes;    /* writes fail with FL_ERR_NO_SPACE_QUOTA past this; 0 = default (2 GiB, etcd's) */
+    uint64_t quota_bytes; /* writes fail with FL_ERR_NO_SPACE_QUOTA past this; 0 = default (2 GiB,
+                             etcd's) */
 } mvcc_options;
 
 /* A byte string; borrowed in requests, owned (by the enclosing result) in results. */
@@ -111,11 +122,16 @@ typedef struct mvcc_compare {
     mvcc_compare_target target;
     mvcc_bytes key;
     mvcc_bytes range_end;
-    int64_t number;    /* version, create/mod revision or lease, by target */
-    mvcc_bytes value;  /* for MVCC_CMP_VALUE */
+    int64_t number;   /* version, create/mod revision or lease, by target */
+    mvcc_bytes value; /* for MVCC_CMP_VALUE */
 } mvcc_compare;
 
-typedef enum { MVCC_OP_RANGE = 1, MVCC_OP_PUT = 2, MVCC_OP_DELETE = 3, MVCC_OP_TXN = 4 } mvcc_op_type;
+typedef enum {
+    MVCC_OP_RANGE = 1,
+    MVCC_OP_PUT = 2,
+    MVCC_OP_DELETE = 3,
+    MVCC_OP_TXN = 4
+} mvcc_op_type;
 
 struct mvcc_txn_req;
 typedef struct mvcc_op {
@@ -224,7 +240,8 @@ void mvcc_close(mvcc_store *store);
 
 /* The index of the last entry applied (0 for a new store). */
 uint64_t mvcc_applied_index(const mvcc_store *store);
-/* The current revision (1 for a new store, as etcd) and the compacted one (0 if none). */
+/* The current revision (1 for a new store, as etcd) and the compacted one (0 if none).
+ * As etcd, a new store accepts a compaction at revision 0 once. */
 int64_t mvcc_current_revision(const mvcc_store *store);
 int64_t mvcc_compact_revision(const mvcc_store *store);
 /* Bytes of the LMDB file, and bytes in use (etcd's dbSize / dbSizeInUse). */
@@ -232,10 +249,28 @@ void mvcc_db_size(const mvcc_store *store, int64_t *size_bytes, int64_t *in_use_
 
 /* Checks a request before it is proposed, with etcd's rules that need no
  * state: empty key (FL_ERR_KEY_EMPTY), duplicate key in a txn's put/delete ops
- * (FL_ERR_DUPLICATE_KEY), more than max_txn_ops ops (FL_ERR_TOO_MANY_OPS).
+ * (FL_ERR_DUPLICATE_KEY), too many ops (FL_ERR_TOO_MANY_OPS: etcd's rule is
+ * max(#compares, #success, #failure) > max_txn_ops, and a nested txn is held
+ * to max_txn_ops minus its parent's count), and FL_ERR_INVALID for a put with
+ * ignore_value and a value ("etcdserver: value is provided"), with
+ * ignore_lease and a lease ("etcdserver: lease is provided"), or an op of
+ * unknown type. The first failing check in etcd's order names the error.
  * Errors that depend on state (compacted, future revision, lease not found)
  * come from apply. */
 fl_err mvcc_request_validate(const mvcc_request *request, size_t max_txn_ops);
+
+/* Which etcd error an FL_ERR_INVALID from validation stands for. */
+typedef enum {
+    MVCC_INVALID_NONE = 0,
+    MVCC_INVALID_VALUE_PROVIDED = 1, /* etcdserver: value is provided */
+    MVCC_INVALID_LEASE_PROVIDED = 2, /* etcdserver: lease is provided */
+    MVCC_INVALID_BAD_OP = 3          /* an op of unknown type (etcd: key not found) */
+} mvcc_invalid_reason;
+
+/* mvcc_request_validate, telling in *reason (may be NULL) what an
+ * FL_ERR_INVALID means. */
+fl_err mvcc_request_validate_reason(const mvcc_request *request, size_t max_txn_ops,
+                                    mvcc_invalid_reason *reason);
 
 /* Encodes a request into a self-contained byte string (the entry payload).
  * On success *out is malloc'ed and owned by the caller (free()). The format is

@@ -1,0 +1,612 @@
+/* mvcc/store: the LMDB environment, the applied index, batches and the
+ * dispatch of commands.
+ *
+ * Transactions: every apply runs in the store's write txn; outside a batch
+ * that txn is opened and committed around the one apply, inside a batch it
+ * stays open until mvcc_batch_commit, and the meta record (applied index,
+ * revisions) is written once, at commit. Cursors on the write txn are opened
+ * once per txn. Reads (mvcc_range) use one read txn that is reset and
+ * renewed per call, with its cursors renewed rather than reopened.
+ *
+ * Errors: a request-level error (compacted, future revision, lease not
+ * found, key not found, quota, corrupt payload) happens before any write, so
+ * the txn stays good and the applied index advances. An LMDB failure breaks
+ * the txn: outside a batch it is aborted (for a full map the entry is then
+ * recorded as applied with FL_ERR_NO_SPACE_QUOTA in a fresh txn); inside a
+ * batch it poisons the batch, which mvcc_batch_commit then reports.
+ */
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mvcc/internal.h"
+#include "util/log.h"
+
+#define DEFAULT_MAP_SIZE   (8ull << 30)
+#define DEFAULT_QUOTA      (2ull << 30)
+#define STATE_LEN          36
+#define QUOTA_PUT_OVERHEAD 128
+
+static const char STATE_KEY[] = "state";
+
+static void state_encode(uint8_t out[STATE_LEN], const mvcc_state *st)
+{
+    out[0] = 0;
+    out[1] = 0;
+    out[2] = 0;
+    out[3] = MVCC_FORMAT_VERSION;
+    mvcc_put_u64(out + 4, st->applied_index);
+    mvcc_put_u64(out + 12, (uint64_t)st->current_revision);
+    mvcc_put_u64(out + 20, (uint64_t)st->compact_revision);
+    mvcc_put_u64(out + 28, st->next_long_seq);
+}
+
+static fl_err state_decode(const MDB_val *v, mvcc_state *st)
+{
+    const uint8_t *p = v->mv_data;
+    if (v->mv_size != STATE_LEN || p[0] != 0 || p[1] != 0 || p[2] != 0) {
+        return FL_ERR_CORRUPT;
+    }
+    if (p[3] != MVCC_FORMAT_VERSION) {
+        FL_LOG_ERRORF("mvcc", "unknown store format", "format=%u", p[3]);
+        return FL_ERR_CORRUPT;
+    }
+    st->applied_index = mvcc_get_u64(p + 4);
+    st->current_revision = (int64_t)mvcc_get_u64(p + 12);
+    st->compact_revision = (int64_t)mvcc_get_u64(p + 20);
+    st->next_long_seq = mvcc_get_u64(p + 28);
+    if (st->current_revision < 1 || st->compact_revision < -1 ||
+        st->compact_revision > st->current_revision) {
+        return FL_ERR_CORRUPT;
+    }
+    return FL_OK;
+}
+
+static fl_err state_write(mvcc_store *store)
+{
+    uint8_t buf[STATE_LEN];
+    state_encode(buf, &store->work);
+    MDB_val k = {sizeof STATE_KEY - 1, (void *)STATE_KEY};
+    MDB_val v = {sizeof buf, buf};
+    return mvcc_lmdb_err(mdb_put(store->wtxn, store->dbi_meta, &k, &v, 0));
+}
+
+/* ---- write txn ----------------------------------------------------------- */
+
+static fl_err write_begin(mvcc_store *store)
+{
+    if (store->wtxn != NULL) {
+        return FL_OK;
+    }
+    int rc = mdb_txn_begin(store->env, NULL, 0, &store->wtxn);
+    if (rc != 0) {
+        store->wtxn = NULL;
+        return mvcc_lmdb_err(rc);
+    }
+    mvcc_view *v = &store->wview;
+    v->txn = store->wtxn;
+    v->dbi_rev = store->dbi_rev;
+    v->dbi_kidx = store->dbi_kidx;
+    rc = mdb_cursor_open(store->wtxn, store->dbi_kidx, &v->kidx);
+    if (rc == 0) {
+        rc = mdb_cursor_open(store->wtxn, store->dbi_rev, &v->rev);
+    }
+    if (rc != 0) {
+        mdb_txn_abort(store->wtxn); /* closes the cursors too */
+        store->wtxn = NULL;
+        return mvcc_lmdb_err(rc);
+    }
+    store->work = store->committed;
+    return FL_OK;
+}
+
+static void write_abort(mvcc_store *store)
+{
+    if (store->wtxn != NULL) {
+        mdb_txn_abort(store->wtxn); /* write-txn cursors go with it */
+        store->wtxn = NULL;
+    }
+    memset(&store->wview, 0, sizeof store->wview);
+    store->work = store->committed;
+}
+
+static fl_err write_commit(mvcc_store *store)
+{
+    assert(store->wtxn != NULL);
+    fl_err err = state_write(store);
+    if (err != FL_OK) {
+        write_abort(store);
+        return err;
+    }
+    int rc = mdb_txn_commit(store->wtxn);
+    store->wtxn = NULL;
+    memset(&store->wview, 0, sizeof store->wview);
+    if (rc != 0) {
+        store->work = store->committed;
+        return mvcc_lmdb_err(rc);
+    }
+    store->committed = store->work;
+    return FL_OK;
+}
+
+/* ---- open / close --------------------------------------------------------- */
+
+static fl_err open_dbs(mvcc_store *store)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(store->env, NULL, 0, &txn);
+    if (rc != 0) {
+        return mvcc_lmdb_err(rc);
+    }
+    rc = mdb_dbi_open(txn, "rev", MDB_CREATE, &store->dbi_rev);
+    if (rc == 0) {
+        rc = mdb_dbi_open(txn, "kidx", MDB_CREATE | MDB_DUPSORT | MDB_DUPFIXED, &store->dbi_kidx);
+    }
+    if (rc == 0) {
+        rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &store->dbi_meta);
+    }
+    fl_err err = mvcc_lmdb_err(rc);
+    if (err == FL_OK) {
+        MDB_val k = {sizeof STATE_KEY - 1, (void *)STATE_KEY};
+        MDB_val v;
+        rc = mdb_get(txn, store->dbi_meta, &k, &v);
+        if (rc == 0) {
+            err = state_decode(&v, &store->committed);
+        } else if (rc == MDB_NOTFOUND) {
+            /* A new store: revision 1 and nothing compacted, as etcd. */
+            store->committed = (mvcc_state){.applied_index = 0,
+                                            .current_revision = 1,
+                                            .compact_revision = -1,
+                                            .next_long_seq = 1};
+            uint8_t buf[STATE_LEN];
+            state_encode(buf, &store->committed);
+            MDB_val nv = {sizeof buf, buf};
+            err = mvcc_lmdb_err(mdb_put(txn, store->dbi_meta, &k, &nv, 0));
+        } else {
+            err = mvcc_lmdb_err(rc);
+        }
+    }
+    if (err != FL_OK) {
+        mdb_txn_abort(txn);
+        return err;
+    }
+    rc = mdb_txn_commit(txn);
+    if (rc != 0) {
+        return mvcc_lmdb_err(rc);
+    }
+    store->work = store->committed;
+    return FL_OK;
+}
+
+fl_err mvcc_open(const char *dir, const mvcc_options *options, mvcc_store **out)
+{
+    *out = NULL;
+    mvcc_store *store = calloc(1, sizeof *store); /* owned by the caller via mvcc_close */
+    if (store == NULL) {
+        return FL_ERR_NOMEM;
+    }
+    uint64_t map_size =
+        options && options->map_size_bytes ? options->map_size_bytes : DEFAULT_MAP_SIZE;
+    store->quota_bytes = options && options->quota_bytes ? options->quota_bytes : DEFAULT_QUOTA;
+    store->scratch = mvcc_arena_new();
+    if (store->scratch == NULL) {
+        free(store);
+        return FL_ERR_NOMEM;
+    }
+    int rc = mdb_env_create(&store->env);
+    if (rc != 0) {
+        store->env = NULL;
+        mvcc_close(store);
+        return mvcc_lmdb_err(rc);
+    }
+    rc = mdb_env_set_maxdbs(store->env, 4);
+    if (rc == 0) {
+        rc = mdb_env_set_mapsize(store->env, (size_t)map_size);
+    }
+    if (rc == 0) {
+        /* The WAL is the durable record: no fsync here. NOTLS lets the loop
+         * thread hold its read txn while it also writes. */
+        rc = mdb_env_open(store->env, dir, MDB_NOSYNC | MDB_NOTLS, 0600);
+    }
+    fl_err err = mvcc_lmdb_err(rc);
+    if (err == FL_OK && mdb_env_get_maxkeysize(store->env) < MVCC_IKEY_LONG) {
+        FL_LOG_ERRORF("mvcc", "lmdb max key size too small", "have=%d need=%d",
+                      mdb_env_get_maxkeysize(store->env), MVCC_IKEY_LONG);
+        err = FL_ERR_INVALID;
+    }
+    if (err == FL_OK) {
+        MDB_stat st;
+        rc = mdb_env_stat(store->env, &st);
+        store->page_size = st.ms_psize;
+        err = mvcc_lmdb_err(rc);
+    }
+    if (err == FL_OK) {
+        err = open_dbs(store);
+    }
+    if (err != FL_OK) {
+        FL_LOG_ERRORF("mvcc", "open failed", "dir=\"%s\" err=%s", dir, fl_err_name(err));
+        mvcc_close(store);
+        return err;
+    }
+    *out = store;
+    return FL_OK;
+}
+
+void mvcc_close(mvcc_store *store)
+{
+    if (store == NULL) {
+        return;
+    }
+    write_abort(store);
+    if (store->rtxn != NULL) {
+        if (store->rview.kidx != NULL) {
+            mdb_cursor_close(store->rview.kidx);
+        }
+        if (store->rview.rev != NULL) {
+            mdb_cursor_close(store->rview.rev);
+        }
+        mdb_txn_abort(store->rtxn);
+    }
+    if (store->env != NULL) {
+        /* A clean close makes the last applies durable; replay is shorter. */
+        mdb_env_sync(store->env, 1);
+        mdb_env_close(store->env);
+    }
+    mvcc_arena_free(store->scratch);
+    free(store->hits.items);
+    free(store);
+}
+
+uint64_t mvcc_applied_index(const mvcc_store *store)
+{
+    return store->wtxn != NULL ? store->work.applied_index : store->committed.applied_index;
+}
+
+int64_t mvcc_current_revision(const mvcc_store *store)
+{
+    return store->committed.current_revision;
+}
+
+int64_t mvcc_compact_revision(const mvcc_store *store)
+{
+    return store->committed.compact_revision < 0 ? 0 : store->committed.compact_revision;
+}
+
+/* ---- read txn ------------------------------------------------------------ */
+
+static fl_err read_begin(mvcc_store *store)
+{
+    int rc;
+    if (store->rtxn == NULL) {
+        rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &store->rtxn);
+        if (rc != 0) {
+            store->rtxn = NULL;
+            return mvcc_lmdb_err(rc);
+        }
+        store->rview.txn = store->rtxn;
+        store->rview.dbi_rev = store->dbi_rev;
+        store->rview.dbi_kidx = store->dbi_kidx;
+        rc = mdb_cursor_open(store->rtxn, store->dbi_kidx, &store->rview.kidx);
+        if (rc == 0) {
+            rc = mdb_cursor_open(store->rtxn, store->dbi_rev, &store->rview.rev);
+        }
+    } else {
+        rc = mdb_txn_renew(store->rtxn);
+        if (rc == 0) {
+            rc = mdb_cursor_renew(store->rtxn, store->rview.kidx);
+        }
+        if (rc == 0) {
+            rc = mdb_cursor_renew(store->rtxn, store->rview.rev);
+        }
+    }
+    if (rc != 0) {
+        mdb_txn_reset(store->rtxn);
+        return mvcc_lmdb_err(rc);
+    }
+    store->rtxn_started = true;
+    return FL_OK;
+}
+
+static void read_end(mvcc_store *store)
+{
+    if (store->rtxn_started) {
+        mdb_txn_reset(store->rtxn);
+        store->rtxn_started = false;
+    }
+}
+
+fl_err mvcc_range(mvcc_store *store, const mvcc_range_req *req, mvcc_range_result *result)
+{
+    memset(result, 0, sizeof *result);
+    mvcc_arena *arena = mvcc_arena_new(); /* owned by the result on success */
+    if (arena == NULL) {
+        return FL_ERR_NOMEM;
+    }
+    fl_err err = read_begin(store);
+    if (err == FL_OK) {
+        err = mvcc_range_in(store, &store->rview, req, store->committed.current_revision,
+                            store->committed.compact_revision, arena, result);
+        read_end(store);
+    }
+    if (err != FL_OK) {
+        mvcc_arena_free(arena);
+        memset(result, 0, sizeof *result);
+        return err;
+    }
+    result->arena = arena;
+    return FL_OK;
+}
+
+static int64_t pages_of(MDB_txn *txn, MDB_dbi dbi)
+{
+    MDB_stat st;
+    if (mdb_stat(txn, dbi, &st) != 0) {
+        return 0;
+    }
+    return (int64_t)(st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages);
+}
+
+static int64_t bytes_in_use(const mvcc_store *store, MDB_txn *txn)
+{
+    int64_t pages = pages_of(txn, store->dbi_rev) + pages_of(txn, store->dbi_kidx) +
+                    pages_of(txn, store->dbi_meta) + 3; /* 2 meta pages + main DB root */
+    return pages * (int64_t)store->page_size;
+}
+
+void mvcc_db_size(const mvcc_store *store, int64_t *size_bytes, int64_t *in_use_bytes)
+{
+    mvcc_store *s = (mvcc_store *)store; /* the read txn is internal state */
+    MDB_envinfo info;
+    *size_bytes = 0;
+    *in_use_bytes = 0;
+    if (mdb_env_info(s->env, &info) == 0) {
+        *size_bytes = (int64_t)(info.me_last_pgno + 1) * (int64_t)s->page_size;
+    }
+    if (read_begin(s) == FL_OK) {
+        *in_use_bytes = bytes_in_use(s, s->rtxn);
+        read_end(s);
+    }
+}
+
+/* ---- apply --------------------------------------------------------------- */
+
+static uint64_t cost_ops(const mvcc_op *ops, size_t n);
+
+static uint64_t cost_txn(const mvcc_txn_req *t)
+{
+    uint64_t a = cost_ops(t->success, t->success_count);
+    uint64_t b = cost_ops(t->failure, t->failure_count);
+    return a > b ? a : b;
+}
+
+static uint64_t cost_ops(const mvcc_op *ops, size_t n)
+{
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (ops[i].type == MVCC_OP_PUT) {
+            total += ops[i].u.put.key.len + ops[i].u.put.value.len + QUOTA_PUT_OVERHEAD;
+        } else if (ops[i].type == MVCC_OP_TXN && ops[i].u.txn != NULL) {
+            total += cost_txn(ops[i].u.txn);
+        }
+    }
+    return total;
+}
+
+/* etcd's quota: a put or txn that would take the store past the quota
+ * fails. Bytes in use (pages of the trees) rather than the file size, so the
+ * answer does not depend on free pages held by readers. */
+static fl_err quota_check(mvcc_store *store, const mvcc_request *req)
+{
+    uint64_t cost = 0;
+    if (req->type == MVCC_REQ_PUT) {
+        cost = req->u.put.key.len + req->u.put.value.len + QUOTA_PUT_OVERHEAD;
+    } else if (req->type == MVCC_REQ_TXN) {
+        cost = cost_txn(&req->u.txn);
+    }
+    if (cost == 0) {
+        return FL_OK;
+    }
+    uint64_t in_use = (uint64_t)bytes_in_use(store, store->wtxn);
+    if (in_use + cost >= store->quota_bytes) {
+        return FL_ERR_NO_SPACE_QUOTA;
+    }
+    return FL_OK;
+}
+
+static bool needs_arena(const mvcc_request *req)
+{
+    return req->type == MVCC_REQ_TXN || (req->type == MVCC_REQ_PUT && req->u.put.prev_kv) ||
+           (req->type == MVCC_REQ_DELETE && req->u.del.prev_kv);
+}
+
+/* Runs one decoded command in the open write txn. */
+static fl_err run_request(mvcc_store *store, const mvcc_request *req, mvcc_response *resp,
+                          bool *request_level)
+{
+    *request_level = true;
+    fl_err err = quota_check(store, req);
+    if (err != FL_OK) {
+        return err;
+    }
+    mvcc_arena *arena = NULL;
+    if (needs_arena(req)) {
+        arena = mvcc_arena_new(); /* owned by the response on success */
+        if (arena == NULL) {
+            *request_level = false;
+            return FL_ERR_NOMEM;
+        }
+    }
+    mvcc_wctx w = {
+        .store = store,
+        .view = &store->wview,
+        .begin_revision = store->work.current_revision,
+        .arena = arena,
+    };
+    resp->type = req->type;
+    switch (req->type) {
+    case MVCC_REQ_PUT:
+        err = mvcc_apply_put(&w, &req->u.put, &resp->u.put);
+        break;
+    case MVCC_REQ_DELETE:
+        err = mvcc_write_delete(&w, &req->u.del, &resp->u.del);
+        break;
+    case MVCC_REQ_TXN:
+        err = mvcc_apply_txn(&w, &req->u.txn, &resp->u.txn);
+        break;
+    case MVCC_REQ_COMPACT:
+        err = mvcc_apply_compact(store, &store->wview, req->u.compact.revision);
+        break;
+    default:
+        err = FL_ERR_CORRUPT;
+    }
+    if (err != FL_OK) {
+        /* Errors from LMDB (or memory) can come after writes: they break the
+         * txn. The others are raised before anything is written. */
+        *request_level =
+            !(err == FL_ERR_IO || err == FL_ERR_NOSPACE || err == FL_ERR_NOMEM ||
+              err == FL_ERR_CORRUPT || err == FL_ERR_NO_SPACE_QUOTA || err == FL_ERR_TOO_LARGE);
+        assert(!*request_level || w.sub == 0);
+        mvcc_arena_free(arena);
+        memset(resp, 0, sizeof *resp);
+        return err;
+    }
+    if (w.sub > 0) {
+        store->work.current_revision = w.begin_revision + 1;
+    }
+    resp->revision = store->work.current_revision;
+    resp->arena = arena;
+    return FL_OK;
+}
+
+/* Outside a batch: the entry could not be applied (map full), so record it
+ * as applied with no effect in a txn of its own. */
+static fl_err record_index_only(mvcc_store *store, uint64_t index)
+{
+    fl_err err = write_begin(store);
+    if (err != FL_OK) {
+        return err;
+    }
+    store->work.applied_index = index;
+    return write_commit(store);
+}
+
+fl_err mvcc_apply(mvcc_store *store, uint64_t index, const uint8_t *payload, size_t payload_len,
+                  mvcc_response *response)
+{
+    memset(response, 0, sizeof *response);
+    if (store->in_batch && store->batch_error != FL_OK) {
+        return store->batch_error;
+    }
+    if (index <= mvcc_applied_index(store)) {
+        FL_LOG_WARNF("mvcc", "apply of an old index", "index=%llu applied=%llu",
+                     (unsigned long long)index, (unsigned long long)mvcc_applied_index(store));
+        return FL_ERR_INVALID;
+    }
+    fl_err err = write_begin(store);
+    if (err != FL_OK) {
+        return err;
+    }
+    mvcc_arena_reset(store->scratch);
+    mvcc_request req;
+    bool request_level = true;
+    err = mvcc_request_decode(payload, payload_len, store->scratch, &req);
+    if (err == FL_OK) {
+        err = run_request(store, &req, response, &request_level);
+    } else {
+        FL_LOG_WARNF("mvcc", "undecodable entry", "index=%llu len=%zu", (unsigned long long)index,
+                     payload_len);
+    }
+    if (!request_level) {
+        write_abort(store);
+        if (store->in_batch) {
+            store->batch_error = err;
+            return err;
+        }
+        if (err == FL_ERR_NO_SPACE_QUOTA || err == FL_ERR_TOO_LARGE) {
+            fl_err rec = record_index_only(store, index);
+            return rec == FL_OK ? err : rec;
+        }
+        return err;
+    }
+    store->work.applied_index = index;
+    if (!store->in_batch) {
+        fl_err cerr = write_commit(store);
+        if (cerr != FL_OK) {
+            mvcc_response_free(response);
+            return cerr;
+        }
+    }
+    return err;
+}
+
+fl_err mvcc_apply_noop(mvcc_store *store, uint64_t index)
+{
+    if (store->in_batch && store->batch_error != FL_OK) {
+        return store->batch_error;
+    }
+    if (index <= mvcc_applied_index(store)) {
+        return FL_ERR_INVALID;
+    }
+    fl_err err = write_begin(store);
+    if (err != FL_OK) {
+        return err;
+    }
+    store->work.applied_index = index;
+    return store->in_batch ? FL_OK : write_commit(store);
+}
+
+fl_err mvcc_batch_begin(mvcc_store *store)
+{
+    if (store->in_batch || store->wtxn != NULL) {
+        return FL_ERR_INVALID;
+    }
+    fl_err err = write_begin(store);
+    if (err != FL_OK) {
+        return err;
+    }
+    store->in_batch = true;
+    store->batch_error = FL_OK;
+    return FL_OK;
+}
+
+fl_err mvcc_batch_commit(mvcc_store *store)
+{
+    if (!store->in_batch) {
+        return FL_ERR_INVALID;
+    }
+    store->in_batch = false;
+    fl_err err = store->batch_error;
+    store->batch_error = FL_OK;
+    if (err != FL_OK) {
+        write_abort(store);
+        return err;
+    }
+    return write_commit(store);
+}
+
+void mvcc_batch_abort(mvcc_store *store)
+{
+    write_abort(store);
+    store->in_batch = false;
+    store->batch_error = FL_OK;
+}
+
+/* ---- results ------------------------------------------------------------- */
+
+void mvcc_range_result_free(mvcc_range_result *result)
+{
+    if (result == NULL) {
+        return;
+    }
+    mvcc_arena_free(result->arena);
+    memset(result, 0, sizeof *result);
+}
+
+void mvcc_response_free(mvcc_response *response)
+{
+    if (response == NULL) {
+        return;
+    }
+    mvcc_arena_free(response->arena);
+    memset(response, 0, sizeof *response);
+}
