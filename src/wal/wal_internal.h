@@ -42,6 +42,16 @@ typedef struct wal_run {
     uint64_t last_index;
 } wal_run;
 
+/* Every WAL_CHECKPOINT_EVERY-th live entry's position, so replay from a
+ * high after_index starts near it instead of at its run's first record.
+ * Sorted by index; an optimisation only (a missing one costs a longer read). */
+#define WAL_CHECKPOINT_EVERY 256u
+typedef struct wal_checkpoint {
+    uint64_t index;
+    uint64_t seq;
+    uint64_t offset;
+} wal_checkpoint;
+
 struct wal {
     char *dir;             /* owned */
     int dir_fd;            /* for fsync after create/remove */
@@ -51,6 +61,8 @@ struct wal {
     int active_fd; /* segments[segment_count-1], or -1 when there is none */
     wal_run *runs; /* owned array, in log order */
     size_t run_count, run_cap;
+    wal_checkpoint *checkpoints; /* owned array, sorted by index */
+    size_t checkpoint_count, checkpoint_cap;
     uint64_t last_index;
     bool has_hard_state;
     wal_hard_state hard_state;
@@ -112,8 +124,12 @@ fl_err wal_index_reserve(wal *log);
 /* Notes that entry `index` was written at (seq, offset), truncating the live
  * log from `index` when it rewrites one. The caller checked continuity. */
 fl_err wal_index_note_entry(wal *log, uint64_t seq, uint64_t offset, uint64_t index);
-/* Forgets runs in segments with seq < seq_min. */
+/* Forgets runs and checkpoints in segments with seq < seq_min. */
 void wal_index_drop_before(wal *log, uint64_t seq_min);
+/* Where to start reading run `run` to reach entry `index` (in the run):
+ * *offset of a record and *start_index, the entry it holds. */
+void wal_index_seek(const wal *log, const wal_run *run, uint64_t index, uint64_t *offset,
+                    uint64_t *start_index);
 
 /* ---- io helpers (wal_append.c) ---- */
 fl_err wal_io_write_all(wal *log, int fd, const uint8_t *buf, size_t len, uint64_t offset);

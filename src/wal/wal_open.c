@@ -272,6 +272,7 @@ void wal_close(wal *log)
         close(log->dir_fd);
     free(log->segments);
     free(log->runs);
+    free(log->checkpoints);
     free(log->buffer);
     free(log->dir);
     free(log);

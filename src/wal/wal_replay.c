@@ -1,10 +1,10 @@
 /* wal/replay: streaming the live entries back, in index order.
  *
- * Nothing of the log is held in memory but the runs (wal_internal.h): for
- * each run past after_index the segment is re-read from the run's first
- * record, checking every crc again (a record that went bad since open is
- * FL_ERR_CORRUPT, not silently skipped), and the run's entries are handed
- * to the visitor one at a time from the read window.
+ * Nothing of the log is held in memory but the runs and sparse checkpoints
+ * (wal_internal.h): for each run past after_index the segment is re-read
+ * from the run's first record or the checkpoint nearest below after_index, checking every crc again
+ * (a record that went bad since open is FL_ERR_CORRUPT, not silently skipped), and the run's
+ * entries are handed to the visitor one at a time from the read window.
  */
 #include <assert.h>
 #include <fcntl.h>
@@ -68,12 +68,14 @@ static fl_err replay_run(wal *log, const wal_run *run, replay_ctx *ctx)
     wal_reader_init(&reader, fd, segment->bytes);
     uint64_t end = 0;
     const char *why = NULL;
+    uint64_t want =
+        ctx->after_index + 1 > run->first_index ? ctx->after_index + 1 : run->first_index;
+    uint64_t offset;
     ctx->run = run;
-    ctx->next_index = run->first_index;
+    wal_index_seek(log, run, want, &offset, &ctx->next_index);
     ctx->why = NULL;
     uint64_t payload_max = WAL_PAYLOAD_BYTES_READ_MAX;
-    fl_err err =
-        wal_segment_walk(&reader, run->offset, payload_max, replay_record, ctx, &end, &why);
+    fl_err err = wal_segment_walk(&reader, offset, payload_max, replay_record, ctx, &end, &why);
     wal_reader_free(&reader);
     if (!is_live)
         close(fd);

@@ -329,6 +329,41 @@ static void empty_log_starts_anywhere(void **state)
     expect_replay(f->log, 0, 1000, 1004, 9);
 }
 
+/* Replay from deep inside a long run (it starts at a sparse checkpoint, one
+ * every 256 entries) yields exactly the right entries, also after a rewrite
+ * and after reopening. */
+static void replay_from_deep_inside_a_run(void **state)
+{
+    fixture *f = *state;
+    reopen(f);
+    for (uint64_t i = 1; i <= 3000; i += 100)
+        assert_int_equal(ts_append_range(f->log, i, i + 99, 1, NULL), FL_OK);
+    uint64_t afters[] = {0, 1, 254, 255, 256, 257, 511, 512, 1023, 1024, 1500, 2999, 3000};
+    for (int round = 0; round < 2; round++) {
+        for (size_t k = 0; k < sizeof afters / sizeof *afters; k++)
+            expect_replay(f->log, afters[k], afters[k] + 1, 3000, 1);
+        reopen(f);
+    }
+    /* Rewrite from 700 (term 2) up to 1000: checkpoints past 700 are stale. */
+    assert_int_equal(ts_append_range(f->log, 700, 1000, 2, NULL), FL_OK);
+    for (int round = 0; round < 2; round++) {
+        expect_replay(f->log, 800, 801, 1000, 2);
+        expect_replay(f->log, 768, 769, 1000, 2);
+        expect_replay(f->log, 699, 700, 1000, 2);
+        ts_collected *c;
+        assert_int_equal(ts_replay(f->log, 500, &c), FL_OK);
+        assert_int_equal(c->count, 500);
+        assert_int_equal(c->index[0], 501);
+        assert_int_equal(c->term[198], 1); /* 699 */
+        assert_int_equal(c->term[199], 2); /* 700 */
+        assert_int_equal(c->index[499], 1000);
+        for (size_t k = 0; k < 500; k++)
+            assert_true(c->payload_ok[k]);
+        free(c);
+        reopen(f);
+    }
+}
+
 /* Entries bigger than the read window (256 KiB) and a batch bigger than the
  * kept append buffer (4 MiB) round-trip intact. */
 typedef struct big_check {
@@ -405,6 +440,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(replay_stops_on_visitor_error, setup, teardown),
         cmocka_unit_test_setup_teardown(empty_log_starts_anywhere, setup, teardown),
         cmocka_unit_test_setup_teardown(large_entries_roundtrip, setup, teardown),
+        cmocka_unit_test_setup_teardown(replay_from_deep_inside_a_run, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
