@@ -1,0 +1,234 @@
+/* client.live: the client library against a real server (Flotilla or etcd).
+ * usage: test_live LIVE_ENDPOINT DEAD_ENDPOINT BLACKHOLE_ENDPOINT
+ *   LIVE: a serving member; DEAD: nothing listens; BLACKHOLE: accepts TCP and
+ *   never answers. Prints one line per check; exits non-zero on the first
+ *   failure. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client/client.h"
+
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                        \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+            exit(1);                                                                               \
+        }                                                                                          \
+    } while (0)
+
+static const char *live, *dead, *blackhole;
+
+static client_sync *open_sync(const char *const *eps, size_t n, uint64_t dial_ms)
+{
+    client_options o = {.endpoints = eps, .endpoint_count = n, .dial_timeout_ms = dial_ms};
+    client_sync *sc = NULL;
+    fl_err err = client_sync_open(&o, &sc);
+    CHECK(err == FL_OK, "open: %s", fl_err_name(err));
+    return sc;
+}
+
+static void put(client_sync *sc, const char *k, const char *v)
+{
+    Etcdserverpb__PutRequest req;
+    etcdserverpb__put_request__init(&req);
+    req.key = (ProtobufCBinaryData){strlen(k), (uint8_t *)k};
+    req.value = (ProtobufCBinaryData){strlen(v), (uint8_t *)v};
+    Etcdserverpb__PutResponse *resp = NULL;
+    client_status st;
+    fl_err err = client_sync_put(sc, &req, 5000, &resp, &st);
+    CHECK(err == FL_OK, "put %s: %s", k, st.message);
+    CHECK(resp->header != NULL && resp->header->revision > 0, "put has a revision");
+    client_free_response(resp);
+}
+
+/* 1. Many requests in flight on one connection. */
+typedef struct counter {
+    int ok, failed, stopped;
+    fl_err last;
+} counter;
+
+static void count_done(void *ctx, const client_status *st, void *resp)
+{
+    counter *c = ctx;
+    if (st->err == FL_OK)
+        c->ok++;
+    else if (st->err == FL_ERR_STOPPED)
+        c->stopped++;
+    else
+        c->failed++;
+    c->last = st->err;
+    client_free_response(resp);
+}
+
+static void check_pipelining(void)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    client_options o = {.endpoints = &live, .endpoint_count = 1, .connections = 1};
+    client *c = NULL;
+    CHECK(client_open(&loop, &o, &c) == FL_OK, "open");
+    counter cnt = {0};
+    enum { N = 300 };
+    char keys[N][32];
+    for (int i = 0; i < N; i++) {
+        snprintf(keys[i], sizeof keys[i], "live/pipe/%04d", i);
+        Etcdserverpb__PutRequest req;
+        etcdserverpb__put_request__init(&req);
+        req.key = (ProtobufCBinaryData){strlen(keys[i]), (uint8_t *)keys[i]};
+        req.value = (ProtobufCBinaryData){1, (uint8_t *)"v"};
+        CHECK(client_call(c, CLIENT_PUT, &req, 10000, count_done, &cnt) == FL_OK, "call accepted");
+    }
+    /* done never runs inside client_call */
+    CHECK(cnt.ok + cnt.failed == 0, "no completion before the loop runs");
+    CHECK(client_outstanding(c) == N, "all outstanding");
+    while (cnt.ok + cnt.failed < N)
+        uv_run(&loop, UV_RUN_ONCE);
+    CHECK(cnt.ok == N, "%d of %d puts ok (last %s)", cnt.ok, N, fl_err_name(cnt.last));
+    /* Range over the prefix: exactly the N keys. */
+    Etcdserverpb__RangeRequest rr;
+    etcdserverpb__range_request__init(&rr);
+    uint8_t end[16];
+    size_t end_len = client_prefix_end((const uint8_t *)"live/pipe/", 10, end);
+    rr.key = (ProtobufCBinaryData){10, (uint8_t *)"live/pipe/"};
+    rr.range_end = (ProtobufCBinaryData){end_len, end};
+    rr.count_only = 1;
+    counter rc = {0};
+    CHECK(client_call(c, CLIENT_RANGE, &rr, 5000, count_done, &rc) == FL_OK, "range accepted");
+    while (rc.ok + rc.failed == 0)
+        uv_run(&loop, UV_RUN_ONCE);
+    CHECK(rc.ok == 1, "range ok");
+    /* Close with calls outstanding: each completes with FL_ERR_STOPPED. */
+    counter late = {0};
+    for (int i = 0; i < 10; i++)
+        CHECK(client_call(c, CLIENT_RANGE, &rr, 5000, count_done, &late) == FL_OK, "accepted");
+    client_close(c, NULL, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK(late.stopped + late.ok == 10, "outstanding calls completed at close (%d stopped, %d ok)",
+          late.stopped, late.ok);
+    CHECK(uv_loop_close(&loop) == 0, "every handle closed");
+    printf("ok pipelining: %d puts in flight on one connection\n", N);
+}
+
+/* 2. etcd's errors come back as fl_err + etcd's message. */
+static void check_errors(void)
+{
+    client_sync *sc = open_sync(&live, 1, 2000);
+    Etcdserverpb__PutRequest req;
+    etcdserverpb__put_request__init(&req);
+    req.value = (ProtobufCBinaryData){1, (uint8_t *)"v"};
+    Etcdserverpb__PutResponse *resp = (void *)1;
+    client_status st;
+    fl_err err = client_sync_put(sc, &req, 5000, &resp, &st);
+    CHECK(err == FL_ERR_KEY_EMPTY, "empty key: %s", fl_err_name(err));
+    CHECK(resp == NULL, "no response on error");
+    CHECK(st.grpc_code == 3, "InvalidArgument, got %d", st.grpc_code);
+    CHECK(strcmp(st.message, "etcdserver: key is not provided") == 0, "message: %s", st.message);
+
+    Etcdserverpb__RangeRequest rr;
+    etcdserverpb__range_request__init(&rr);
+    rr.key = (ProtobufCBinaryData){1, (uint8_t *)"k"};
+    rr.revision = 1000000000;
+    Etcdserverpb__RangeResponse *rresp = NULL;
+    err = client_sync_range(sc, &rr, 5000, &rresp, &st);
+    CHECK(err == FL_ERR_FUTURE_REV, "future rev: %s (%s)", fl_err_name(err), st.message);
+    CHECK(strstr(st.message, "required revision is a future revision") != NULL, "%s", st.message);
+
+    /* Txn: compare-and-swap succeeds once, then fails. */
+    put(sc, "live/cas", "a");
+    Etcdserverpb__RangeRequest get;
+    etcdserverpb__range_request__init(&get);
+    get.key = (ProtobufCBinaryData){8, (uint8_t *)"live/cas"};
+    err = client_sync_range(sc, &get, 5000, &rresp, &st);
+    CHECK(err == FL_OK && rresp->n_kvs == 1, "get live/cas");
+    int64_t mod = rresp->kvs[0]->mod_revision;
+    client_free_response(rresp);
+    for (int round = 0; round < 2; round++) {
+        Etcdserverpb__Compare cmp;
+        etcdserverpb__compare__init(&cmp);
+        cmp.key = get.key;
+        cmp.target = ETCDSERVERPB__COMPARE__COMPARE_TARGET__MOD;
+        cmp.target_union_case = ETCDSERVERPB__COMPARE__TARGET_UNION_MOD_REVISION;
+        cmp.mod_revision = mod;
+        Etcdserverpb__PutRequest p;
+        etcdserverpb__put_request__init(&p);
+        p.key = get.key;
+        p.value = (ProtobufCBinaryData){1, (uint8_t *)"b"};
+        Etcdserverpb__RequestOp op;
+        etcdserverpb__request_op__init(&op);
+        op.request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT;
+        op.request_put = &p;
+        Etcdserverpb__Compare *cmps[] = {&cmp};
+        Etcdserverpb__RequestOp *ops[] = {&op};
+        Etcdserverpb__TxnRequest t;
+        etcdserverpb__txn_request__init(&t);
+        t.n_compare = 1;
+        t.compare = cmps;
+        t.n_success = 1;
+        t.success = ops;
+        Etcdserverpb__TxnResponse *tr = NULL;
+        err = client_sync_txn(sc, &t, 5000, &tr, &st);
+        CHECK(err == FL_OK, "txn: %s", st.message);
+        CHECK(tr->succeeded == (round == 0), "round %d succeeded=%d", round, tr->succeeded);
+        client_free_response(tr);
+    }
+
+    Etcdserverpb__StatusResponse *sr = NULL;
+    CHECK(client_sync_status(sc, 5000, &sr, &st) == FL_OK, "status: %s", st.message);
+    CHECK(sr->header && sr->header->member_id != 0, "status names the member");
+    client_free_response(sr);
+    Etcdserverpb__MemberListResponse *ml = NULL;
+    CHECK(client_sync_member_list(sc, 5000, &ml, &st) == FL_OK, "member list: %s", st.message);
+    CHECK(ml->n_members >= 1, "at least one member");
+    client_free_response(ml);
+    client_sync_close(sc);
+    printf("ok errors: key empty, future revision, txn compare-and-swap, status, member list\n");
+}
+
+/* 3. Deadlines, unreachable endpoints, failover. */
+static void check_failures(void)
+{
+    client_sync *sc = open_sync(&blackhole, 1, 2000);
+    Etcdserverpb__RangeRequest rr;
+    etcdserverpb__range_request__init(&rr);
+    rr.key = (ProtobufCBinaryData){1, (uint8_t *)"k"};
+    Etcdserverpb__RangeResponse *resp = NULL;
+    client_status st;
+    uint64_t t0 = uv_hrtime();
+    fl_err err = client_sync_range(sc, &rr, 300, &resp, &st);
+    uint64_t ms = (uv_hrtime() - t0) / 1000000;
+    CHECK(err == FL_ERR_TIMEOUT, "black hole: %s (%s)", fl_err_name(err), st.message);
+    CHECK(ms >= 250 && ms < 2000, "deadline honoured: %llu ms", (unsigned long long)ms);
+    client_sync_close(sc);
+
+    sc = open_sync(&dead, 1, 2000);
+    err = client_sync_range(sc, &rr, 5000, &resp, &st);
+    CHECK(err == FL_ERR_UNAVAILABLE, "dead endpoint: %s", fl_err_name(err));
+    CHECK(strstr(st.message, "connection refused") != NULL, "message: %s", st.message);
+    client_sync_close(sc);
+
+    const char *both[] = {dead, live};
+    sc = open_sync(both, 2, 2000);
+    err = client_sync_range(sc, &rr, 5000, &resp, &st);
+    CHECK(err == FL_OK, "failover to the second endpoint: %s", st.message);
+    client_free_response(resp);
+    client_sync_close(sc);
+    printf("ok failures: deadline, refused, failover\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 4) {
+        fprintf(stderr, "usage: test_live LIVE DEAD BLACKHOLE\n");
+        return 2;
+    }
+    live = argv[1];
+    dead = argv[2];
+    blackhole = argv[3];
+    check_pipelining();
+    check_errors();
+    check_failures();
+    return 0;
+}
