@@ -270,6 +270,43 @@ static void release_deletes_old_segments(void **state)
     free(c);
 }
 
+/* Release after a rewrite that reached back into older segments: what is
+ * left is a suffix of the records, and it recovers to the same live log. */
+static void release_after_truncation(void **state)
+{
+    fixture *f = *state;
+    f->options.segment_bytes_max = 512;
+    reopen(f);
+    for (uint64_t i = 1; i <= 120; i += 4)
+        assert_int_equal(ts_append_range(f->log, i, i + 3, 1, NULL), FL_OK);
+    assert_int_equal(ts_append_range(f->log, 90, 95, 2, NULL), FL_OK);
+    for (uint64_t i = 96; i <= 140; i += 5)
+        assert_int_equal(ts_append_range(f->log, i, i + 4, 2, NULL), FL_OK);
+    char names[256][64];
+    size_t before = ts_list_segments(ts_wal_dir(f->tmp), names, 256);
+    assert_int_equal(wal_release_up_to(f->log, 100), FL_OK);
+    size_t after = ts_list_segments(ts_wal_dir(f->tmp), names, 256);
+    assert_true(after < before);
+    for (int round = 0; round < 2; round++) {
+        /* Entries <= 100 may be gone with their segments; the rest is whole. */
+        uint64_t first = wal_first_index(f->log);
+        assert_true(first > 1 && first <= 101);
+        ts_collected *c;
+        assert_int_equal(ts_replay(f->log, 0, &c), FL_OK);
+        assert_int_equal(c->count, 140 - first + 1);
+        for (size_t k = 0; k < c->count; k++) {
+            assert_int_equal(c->index[k], first + k);
+            assert_int_equal(c->term[k], first + k < 90 ? 1 : 2);
+            assert_true(c->payload_ok[k]);
+        }
+        free(c);
+        expect_replay(f->log, 100, 101, 140, 2);
+        reopen(f);
+        assert_int_equal(f->info.last_index, 140);
+        assert_int_equal(f->info.first_index, first);
+    }
+}
+
 static void oversize_and_invalid(void **state)
 {
     fixture *f = *state;
@@ -436,6 +473,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(logical_truncation, setup, teardown),
         cmocka_unit_test_setup_teardown(truncation_across_segments, setup, teardown),
         cmocka_unit_test_setup_teardown(release_deletes_old_segments, setup, teardown),
+        cmocka_unit_test_setup_teardown(release_after_truncation, setup, teardown),
         cmocka_unit_test_setup_teardown(oversize_and_invalid, setup, teardown),
         cmocka_unit_test_setup_teardown(replay_stops_on_visitor_error, setup, teardown),
         cmocka_unit_test_setup_teardown(empty_log_starts_anywhere, setup, teardown),
