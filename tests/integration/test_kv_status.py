@@ -74,8 +74,11 @@ def check_status_and_members():
         # table output: the same header line as etcd, our values in the row
         ref_table = harness.etcdctl(etcd.endpoint, "endpoint", "status", "-w", "table")[1]
         table = harness.etcdctl(member.endpoint, "endpoint", "status", "-w", "table")[1]
-        assert table.splitlines()[1] == ref_table.splitlines()[1], table
-        row = [c.strip() for c in table.splitlines()[3].split("|")[1:-1]]
+        def columns(line):
+            return [c.strip() for c in line.split("|")[1:-1]]
+
+        assert columns(table.splitlines()[1]) == columns(ref_table.splitlines()[1]), table
+        row = columns(table.splitlines()[3])
         assert row[0] == member.endpoint and row[1] == "%x" % member_id, row
         assert row[2].startswith("3.4.") and row[3].endswith("kB"), row
         assert row[4:9] == ["true", "false", str(st["raftTerm"]), "3", "3"], row
