@@ -47,6 +47,7 @@ void raft_become_leader(struct raft_node *n)
     for (uint32_t i = 0; i < n->n_prs; i++) {
         struct raft_progress *pr = &n->prs[i];
         raft_progress_init(pr, pr->id, last + 1, n->cfg.max_inflight_msgs);
+        pr->recent_active = pr->id == n->id; /* check-quorum: prove it within a timeout */
         if (pr->id == n->id) {
             pr->match = n->log.stable;
             raft_progress_become_replicate(pr);

@@ -120,7 +120,7 @@ struct world {
     struct node nodes[NODES_MAX];
     struct raft_config cfg;
     struct net_msg *net;
-    size_t n_net;
+    size_t n_net, net_cap;
     uint32_t drop_ppm, dup_ppm;
     bool blocked[NODES_MAX][NODES_MAX];
     raft_id *leader_of_term;
@@ -132,6 +132,7 @@ struct world {
     uint32_t *n_seen;
     size_t n_seen_cap;
     uint64_t *read_floor; /* read id -> commit index when issued */
+    size_t read_cap;
     uint64_t next_read, next_write;
     uint64_t step;
     uint64_t reads_checked, writes_proposed, crashes, conf_changes, transfers, snapshots_sent;
@@ -292,6 +293,10 @@ static void net_send(const struct raft_msg *m)
     for (int c = 0; c < copies; c++) {
         if (W.n_net == NET_MAX) {
             return; /* the network's bound: a full queue loses messages */
+        }
+        if (W.n_net == W.net_cap) {
+            W.net_cap = W.net_cap ? W.net_cap * 2 : 256;
+            W.net = xrealloc(W.net, W.net_cap * sizeof(*W.net));
         }
         msg_copy(&W.net[W.n_net++].m, m);
     }
@@ -656,6 +661,10 @@ static void read_index(void)
         return;
     }
     uint64_t id = W.next_read++;
+    if (id >= W.read_cap) {
+        W.read_cap = W.read_cap ? W.read_cap * 2 : 256;
+        W.read_floor = xrealloc(W.read_floor, W.read_cap * sizeof(*W.read_floor));
+    }
     W.read_floor[id] = W.known_committed;
     fl_err err = raft_read_index(nd->raft, id);
     trace("read r%" PRIu64 " at node %" PRIu64 " floor %" PRIu64 " -> %d", id, nd->id,
@@ -666,8 +675,9 @@ static void partition(void)
 {
     memset(W.blocked, 0, sizeof(W.blocked));
     uint32_t kind = (uint32_t)below(3);
-    if (kind == 0) { /* isolate one node, both ways */
-        uint32_t x = (uint32_t)below(W.n_nodes);
+    if (kind == 0) { /* isolate one node, both ways; often the leader */
+        struct node *l = below(2) ? a_leader() : NULL;
+        uint32_t x = l != NULL ? (uint32_t)(l->id - 1) : (uint32_t)below(W.n_nodes);
         for (uint32_t i = 0; i < W.n_nodes; i++) {
             W.blocked[x][i] = W.blocked[i][x] = i != x;
         }
@@ -829,8 +839,8 @@ static bool fault_step(void)
     case A_READ:
         read_index();
         break;
-    case A_CRASH:
-        if ((nd = random_up()) != NULL) {
+    case A_CRASH: /* leaders are the interesting victims: half the time, pick one */
+        if ((below(2) && (nd = a_leader()) != NULL) || (nd = random_up()) != NULL) {
             node_crash(nd);
         }
         break;
@@ -909,8 +919,6 @@ static bool world_init(uint64_t seed, bool tr)
     bool learners_at_boot = below(2);
     W.drop_ppm = (uint32_t)below(100000);
     W.dup_ppm = (uint32_t)below(50000);
-    W.net = xrealloc(NULL, NET_MAX * sizeof(*W.net));
-    W.read_floor = xrealloc(NULL, READS_MAX * sizeof(*W.read_floor));
     W.next_read = 1;
     trace("seed %" PRIu64 ": %u voters + %u spares, hb=%u inflight=%u maxsize=%" PRIu64
           " prevote=%d checkquorum=%d drop=%u dup=%u ppm crash=%u split=%u learners_at_boot=%d",
