@@ -145,6 +145,8 @@ static fl_err recover_segment(wal *log, size_t position, wal_recovery_info *info
         err = corrupt(&ctx, 0, "empty segment file");
     wal_reader_free(&reader);
     if (err != FL_OK) {
+        if (errbuf && errbuf_len && errbuf[0] == '\0')
+            snprintf(errbuf, errbuf_len, "wal: cannot recover %s: %s", path, fl_err_name(err));
         close(fd);
         return err;
     }
@@ -168,6 +170,9 @@ static fl_err make_dir(const char *dir, char *errbuf, size_t errbuf_len)
     }
     char parent[WAL_PATH_BYTES_MAX];
     snprintf(parent, sizeof parent, "%s", dir);
+    size_t len = strlen(parent);
+    while (len > 1 && parent[len - 1] == '/')
+        parent[--len] = '\0';
     char *slash = strrchr(parent, '/');
     if (slash == parent)
         slash[1] = '\0';

@@ -69,6 +69,17 @@ static void empty_log_opens_empty(void **state)
     assert_int_equal(wal_sync(f->log), FL_OK);
     reopen(f);
     assert_int_equal(f->info.last_index, 0);
+    /* A trailing slash is fine; a missing parent is an error with a message. */
+    char path[600];
+    wal *other = NULL;
+    snprintf(path, sizeof path, "%s/other/", f->tmp);
+    assert_int_equal(wal_open(path, NULL, &other, NULL, NULL, 0), FL_OK);
+    assert_int_equal(ts_append_range(other, 1, 3, 1, NULL), FL_OK);
+    wal_close(other);
+    snprintf(path, sizeof path, "%s/missing/wal", f->tmp);
+    assert_int_not_equal(wal_open(path, NULL, &other, NULL, f->errbuf, sizeof f->errbuf), FL_OK);
+    assert_null(other);
+    assert_non_null(strstr(f->errbuf, path));
 }
 
 static void append_reopen_replay(void **state)
