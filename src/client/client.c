@@ -312,7 +312,7 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t stream_id, c
                          size_t len, void *user_data)
 {
     req *r = stream_req(s, stream_id);
-    if (r == NULL || r->resp_too_large)
+    if (r == NULL || r->resp_too_large || len == 0)
         return 0;
     size_t limit = (size_t)r->c->max_response_bytes + 5;
     if (r->resp_len + len > limit) {

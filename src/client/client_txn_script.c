@@ -321,8 +321,10 @@ static fl_err build_range(const op_flags *f, Etcdserverpb__RangeRequest *r, char
             order = ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__ASCEND;
         else if (strcasecmp(f->order, "DESCEND") == 0)
             order = ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__DESCEND;
-        else
-            return ERR("bad sort order %s", f->order);
+        else {
+            snprintf(err, err_cap, "bad sort order %s", f->order);
+            return FL_ERR_UNIMPLEMENTED;
+        }
     }
     Etcdserverpb__RangeRequest__SortTarget target = ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__KEY;
     if (f->sort_by != NULL && f->sort_by[0] != '\0') {
@@ -339,8 +341,10 @@ static fl_err build_range(const op_flags *f, Etcdserverpb__RangeRequest *r, char
         size_t i = 0;
         while (i < 5 && strcasecmp(f->sort_by, targets[i].name) != 0)
             i++;
-        if (i == 5)
-            return ERR("bad sort target %s", f->sort_by);
+        if (i == 5) {
+            snprintf(err, err_cap, "bad sort target %s", f->sort_by);
+            return FL_ERR_UNIMPLEMENTED;
+        }
         target = targets[i].t;
     }
     /* As clientv3.WithSort: ascending by key is the server's natural order. */
@@ -614,7 +618,7 @@ fl_err client_txn_builder_line(client_txn_builder *b, const char *line, char *er
         e = client_op_parse(argc, argv, &op, &value_missing, why, sizeof why);
     for (int i = 0; i < argc; i++)
         free(argv[i]);
-    if (e == FL_ERR_INVALID && argc >= 2)
+    if ((e == FL_ERR_INVALID || e == FL_ERR_UNIMPLEMENTED) && argc >= 2)
         return ERR("invalid txn request: %s (%s)", line, why);
     if (e != FL_OK)
         return e;

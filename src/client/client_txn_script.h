@@ -43,7 +43,9 @@ fl_err client_script_split(const char *line, char **argv, int argv_cap, int *arg
  * *value_missing says that no VALUE was given and --ignore-value is unset (the
  * CLI then reads the value from stdin; a txn rejects it). On error, err holds
  * etcdctl's text (e.g. "get command needs one argument as key and an optional
- * argument as range_end"). */
+ * argument as range_end"); the error is FL_ERR_INVALID for bad arguments and
+ * FL_ERR_UNIMPLEMENTED for an unknown --sort-by/--order value (etcdctl exits
+ * with "bad feature" for those). */
 fl_err client_op_parse(int argc, char *const *argv, Etcdserverpb__RequestOp **out,
                        bool *value_missing, char *err, size_t err_cap);
 

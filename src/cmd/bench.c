@@ -249,23 +249,28 @@ static void bench_issue(slot *s)
     b->inflight++;
 }
 
-static void on_progress(uv_timer_t *t)
+/* One progress line on stderr: rewritten in place on a terminal, one line per
+ * second otherwise; the last one (final) carries the totals. */
+static void print_progress(bench *b, bool final)
 {
-    bench *b = t->data;
     double secs = (double)(uv_hrtime() - b->start_ns) / 1e9;
     uint64_t delta = b->done - b->last_progress_done;
     b->last_progress_done = b->done;
     bool tty = isatty(STDERR_FILENO);
+    char total[48] = "";
     if (b->cfg.total)
-        fprintf(stderr,
-                "%s%s: %" PRIu64 "/%" PRIu64 " done, %" PRIu64 " errors, %.0f req/s, %.0fs%s",
-                tty ? "\r" : "", workload_names[b->cfg.w], b->done, b->cfg.total, b->errors,
-                (double)delta, secs, tty ? "   " : "\n");
-    else
-        fprintf(stderr, "%s%s: %" PRIu64 " done, %" PRIu64 " errors, %.0f req/s, %.0f/%.0fs%s",
-                tty ? "\r" : "", workload_names[b->cfg.w], b->done, b->errors, (double)delta, secs,
-                (double)b->cfg.duration_ms / 1000, tty ? "   " : "\n");
-    /* duration runs: slots resting after a refused call would stall the end */
+        snprintf(total, sizeof total, "/%" PRIu64, b->cfg.total);
+    fprintf(stderr, "%s%s: %" PRIu64 "%s done, %" PRIu64 " errors, %.0f req/s%s, %.1fs%s",
+            tty ? "\r" : "", workload_names[b->cfg.w], b->done, total, b->errors,
+            final ? (secs > 0 ? (double)b->done / secs : 0) : (double)delta,
+            final ? " overall" : "", secs, tty && !final ? "   " : "\n");
+}
+
+static void on_progress(uv_timer_t *t)
+{
+    bench *b = t->data;
+    print_progress(b, false);
+    /* duration runs: stop once the time is up and nothing is in flight */
     bench_maybe_finish(b);
 }
 
@@ -503,8 +508,7 @@ int cli_bench(const cli_globals *g, int argc, char **argv)
     bench_maybe_finish(b);
     uv_run(&b->loop, UV_RUN_DEFAULT);
     uv_loop_close(&b->loop);
-    if (isatty(STDERR_FILENO))
-        fputc('\n', stderr);
+    print_progress(b, true);
     report(b);
     rc = b->errors == 0 && b->ok > 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR;
 out:

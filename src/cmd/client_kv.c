@@ -64,6 +64,8 @@ static int parse_op(int argc, char **argv, Etcdserverpb__RequestOp **op, bool *v
     fl_err e = client_op_parse(argc, argv, op, value_missing, err, sizeof err);
     if (e == FL_ERR_INVALID)
         return cli_fail(CLI_EXIT_BAD_ARGS, "%s", err);
+    if (e == FL_ERR_UNIMPLEMENTED) /* unknown sort target/order: etcdctl's ExitBadFeature */
+        return cli_fail(CLI_EXIT_BAD_FEATURE, "%s", err);
     if (e != FL_OK)
         return cli_fail(CLI_EXIT_ERROR, "%s", fl_err_name(e));
     return 0;
@@ -229,7 +231,7 @@ int cli_compact(const cli_globals *g, int argc, char **argv)
     bool physical = false;
     take_bool_flag(&argc, argv, "--physical", &physical);
     if (argc != 2)
-        return cli_fail(CLI_EXIT_BAD_ARGS, "compact command needs 1 argument.");
+        return cli_fail(CLI_EXIT_BAD_ARGS, "compaction command needs 1 argument");
     char *end;
     long long rev = strtoll(argv[1], &end, 10);
     if (*argv[1] == '\0' || *end != '\0')

@@ -269,11 +269,14 @@ static void json_txn_body(FILE *out, const Etcdserverpb__TxnResponse *r)
 
 static void print_kv(const Mvccpb__KeyValue *kv, bool value_only)
 {
+    /* empty bytes arrive as data == NULL: fwrite must not see it */
     if (!value_only) {
-        fwrite(kv->key.data, 1, kv->key.len, stdout);
+        if (kv->key.len > 0)
+            fwrite(kv->key.data, 1, kv->key.len, stdout);
         fputc('\n', stdout);
     }
-    fwrite(kv->value.data, 1, kv->value.len, stdout);
+    if (kv->value.len > 0)
+        fwrite(kv->value.data, 1, kv->value.len, stdout);
     fputc('\n', stdout);
 }
 
