@@ -159,6 +159,8 @@ static fl_err open_storage(server *srv, const char *token, char *errbuf, size_t 
     /* LMDB's map must hold the quota; mvcc's default map (8 GiB) does up to 6 GiB */
     if (mvcc_opts.quota_bytes > (6ull << 30))
         mvcc_opts.map_size_bytes = mvcc_opts.quota_bytes + (2ull << 30);
+    if (srv->options.backend_map_bytes)
+        mvcc_opts.map_size_bytes = srv->options.backend_map_bytes;
     err = mvcc_open(srv->db_dir, &mvcc_opts, &srv->store);
     if (err != FL_OK) {
         snprintf(errbuf, errbuf_len, "cannot open the MVCC store in %s: %s", srv->db_dir,

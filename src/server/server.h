@@ -46,6 +46,7 @@ typedef struct server_options {
                                                 member list; default "http://localhost:2380" */
     uint64_t wal_segment_bytes; /* WAL segment size; 0 = the wal's default (tests use small) */
     const struct wal_test_hooks *wal_test_hooks; /* TEST-ONLY (see wal.h); NULL in production */
+    uint64_t backend_map_bytes; /* LMDB map size; 0 = mvcc's default, grown to fit the quota */
     /* Called (on the loop) when the member can no longer make progress safely:
      * LMDB failed to apply entries the WAL already made durable, or a WAL
      * fsync failed. Pending writes have been failed with FL_ERR_IO and new

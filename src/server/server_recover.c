@@ -4,7 +4,10 @@
  * the applied index in the same transaction as the effects, so replaying the
  * WAL entries with index > mvcc_applied_index() is exact (no entry applied
  * twice, none skipped). Replay commits every SERVER_REPLAY_BATCH_MAX entries
- * to bound the size of one LMDB transaction.
+ * to bound the size of one LMDB transaction. If a batch cannot commit because
+ * the LMDB map is full, replay restarts from the applied index one entry per
+ * transaction, where mvcc records such entries as applied-with-no-effect (as
+ * the write path does).
  *
  * The opposite lag (LMDB ahead of the WAL) means the WAL lost fsynced data or
  * the dirs were mixed up; that is refused with a clear message rather than
@@ -20,22 +23,35 @@
 
 typedef struct replay_state {
     server *srv;
+    bool single; /* one LMDB transaction per entry (no batch) */
     size_t in_batch;
     uint64_t failed_index;
     fl_err failed_err;
+    bool commit_failed;
 } replay_state;
+
+static bool is_store_failure(fl_err err)
+{
+    return err == FL_ERR_IO || err == FL_ERR_NOSPACE || err == FL_ERR_CORRUPT ||
+           err == FL_ERR_NOMEM || err == FL_ERR_INVALID;
+}
+
+static fl_err replay_failed(replay_state *st, uint64_t index, fl_err err, bool commit)
+{
+    st->failed_index = index;
+    st->failed_err = err;
+    st->commit_failed = commit;
+    return err;
+}
 
 static fl_err replay_one(void *arg, const wal_entry *entry)
 {
     replay_state *st = arg;
     server *srv = st->srv;
-    if (st->in_batch == 0) {
+    if (!st->single && st->in_batch == 0) {
         fl_err err = mvcc_batch_begin(srv->store);
-        if (err != FL_OK) {
-            st->failed_index = entry->index;
-            st->failed_err = err;
-            return err;
-        }
+        if (err != FL_OK)
+            return replay_failed(st, entry->index, err, false);
     }
     fl_err err;
     if (entry->type == WAL_ENTRY_NORMAL) {
@@ -44,31 +60,48 @@ static fl_err replay_one(void *arg, const wal_entry *entry)
         mvcc_response_free(&response);
         /* request-level errors (compacted, quota, ...) were the answer the client
          * got and the entry still applied; only store failures stop replay */
-        bool store_failure = err == FL_ERR_IO || err == FL_ERR_NOSPACE || err == FL_ERR_CORRUPT ||
-                             err == FL_ERR_NOMEM || err == FL_ERR_INVALID;
-        if (!store_failure)
+        if (!is_store_failure(err))
             err = FL_OK;
     } else {
         err = mvcc_apply_noop(srv->store, entry->index);
     }
-    if (err == FL_OK && ++st->in_batch == SERVER_REPLAY_BATCH_MAX) {
+    if (err != FL_OK) {
+        if (!st->single)
+            mvcc_batch_abort(srv->store);
+        st->in_batch = 0;
+        return replay_failed(st, entry->index, err, false);
+    }
+    srv->replayed++;
+    if (!st->single && ++st->in_batch == SERVER_REPLAY_BATCH_MAX) {
         st->in_batch = 0;
         err = mvcc_batch_commit(srv->store);
         if (err != FL_OK) {
-            st->failed_index = entry->index;
-            st->failed_err = err;
-            return err;
+            srv->replayed -= SERVER_REPLAY_BATCH_MAX;
+            return replay_failed(st, entry->index, err, true);
         }
     }
-    if (err != FL_OK) {
+    return FL_OK;
+}
+
+static fl_err replay(server *srv, bool single, replay_state *st)
+{
+    *st = (replay_state){.srv = srv, .single = single};
+    uint64_t from = mvcc_applied_index(srv->store);
+    fl_err err = wal_replay(srv->log, from, replay_one, st);
+    if (err == FL_OK && st->in_batch > 0) {
+        size_t pending = st->in_batch;
+        st->in_batch = 0;
+        err = mvcc_batch_commit(srv->store);
+        if (err != FL_OK) {
+            srv->replayed -= pending;
+            replay_failed(st, wal_last_index(srv->log), err, true);
+        }
+    } else if (err != FL_OK && st->in_batch > 0) {
+        /* the wal stopped the replay (read error): drop the open batch */
         mvcc_batch_abort(srv->store);
         st->in_batch = 0;
-        st->failed_index = entry->index;
-        st->failed_err = err;
-        return err;
     }
-    srv->replayed++;
-    return FL_OK;
+    return err;
 }
 
 fl_err server_recover(server *srv, const wal_recovery_info *info, char *errbuf, size_t errbuf_len)
@@ -92,12 +125,13 @@ fl_err server_recover(server *srv, const wal_recovery_info *info, char *errbuf, 
     }
     if (last == applied)
         return FL_OK;
-    replay_state st = {.srv = srv};
-    fl_err err = wal_replay(srv->log, applied, replay_one, &st);
-    if (err == FL_OK && st.in_batch > 0) {
-        err = mvcc_batch_commit(srv->store);
-        st.failed_index = last;
-        st.failed_err = err;
+    replay_state st;
+    fl_err err = replay(srv, false, &st);
+    if (err != FL_OK && st.commit_failed &&
+        (st.failed_err == FL_ERR_NO_SPACE_QUOTA || st.failed_err == FL_ERR_TOO_LARGE)) {
+        FL_LOG_WARNF("server", "LMDB map full during replay; replaying entry by entry",
+                     "from_index=%" PRIu64, mvcc_applied_index(srv->store) + 1);
+        err = replay(srv, true, &st);
     }
     if (err != FL_OK) {
         if (st.failed_index)

@@ -46,6 +46,8 @@
 static void pending_write_free(server_pending_write *w)
 {
     free(w->payload);
+    if (w->response)
+        mvcc_response_free(w->response); /* what a failed or unanswered apply left */
     free(w->response);
     free(w);
 }
@@ -241,40 +243,98 @@ static void finish_write(server *srv, server_pending_write *w, fl_err err, bool 
 
 static bool is_store_failure(fl_err err)
 {
+    /* INVALID: mvcc refused the index or the batch state: a broken invariant */
     return err == FL_ERR_IO || err == FL_ERR_NOSPACE || err == FL_ERR_CORRUPT ||
-           err == FL_ERR_NOMEM;
+           err == FL_ERR_NOMEM || err == FL_ERR_INVALID;
 }
 
-/* Applies a run of fsynced writes [first, end) in one LMDB transaction.
- * apply_err[i] receives each write's request-level result. Returns FL_OK, or
- * the store failure that rolled the whole run back. */
-static fl_err apply_run(server *srv, server_pending_write *first, server_pending_write *end,
-                        char *reason, size_t reason_len)
+static void reason_apply_failed(char *reason, size_t reason_len, uint64_t index, fl_err err)
 {
+    snprintf(reason, reason_len,
+             "applying WAL entry %" PRIu64 " to LMDB failed (%s); the WAL holds it, a restart "
+             "replays it",
+             index, fl_err_name(err));
+}
+
+/* Applies a run of fsynced writes [first, end) in one LMDB transaction; each
+ * write's wal_err becomes its request-level answer. Returns FL_OK, or the
+ * failure that rolled the whole run back (*commit_failed tells whether it
+ * came from the commit, i.e. a store-level error the applies did not show). */
+static fl_err apply_run_batched(server *srv, server_pending_write *first, server_pending_write *end,
+                                bool *commit_failed, char *reason, size_t reason_len)
+{
+    *commit_failed = false;
     fl_err err = mvcc_batch_begin(srv->store);
     if (err != FL_OK) {
         snprintf(reason, reason_len, "mvcc_batch_begin failed: %s", fl_err_name(err));
         return err;
     }
+    /* after a map-full inside the batch mvcc has rolled the batch back and
+     * answers every later apply with that error until the commit */
+    bool maybe_broken = false;
     for (server_pending_write *w = first; w != end; w = w->next) {
-        assert(w->index == mvcc_applied_index(srv->store) + 1);
+        assert(maybe_broken || w->index == mvcc_applied_index(srv->store) + 1);
         fl_err apply_err =
             mvcc_apply(srv->store, w->index, w->payload, w->payload_len, w->response);
+        if (apply_err == FL_ERR_NO_SPACE_QUOTA || apply_err == FL_ERR_TOO_LARGE)
+            maybe_broken = true;
         if (is_store_failure(apply_err)) {
             mvcc_batch_abort(srv->store);
-            snprintf(reason, reason_len,
-                     "applying WAL entry %" PRIu64 " to LMDB failed (%s); the WAL holds it, a "
-                     "restart replays it",
-                     w->index, fl_err_name(apply_err));
+            reason_apply_failed(reason, reason_len, w->index, apply_err);
             return apply_err;
         }
         w->wal_err = apply_err; /* reused: now the request-level answer */
     }
     err = mvcc_batch_commit(srv->store);
-    if (err != FL_OK)
+    if (err != FL_OK) {
+        *commit_failed = true;
         snprintf(reason, reason_len,
                  "LMDB commit failed (%s); the WAL holds the batch, a restart replays it",
                  fl_err_name(err));
+    }
+    return err;
+}
+
+/* The slow path: one LMDB transaction per entry. mvcc turns an entry that
+ * does not fit the LMDB map into "applied with no effect" +
+ * FL_ERR_NO_SPACE_QUOTA (etcd's "database space exceeded") only outside a
+ * batch, so a batch that failed that way is redone here. */
+static fl_err apply_run_single(server *srv, server_pending_write *first, server_pending_write *end,
+                               server_pending_write **applied_end, char *reason, size_t reason_len)
+{
+    for (server_pending_write *w = first; w != end; w = w->next) {
+        mvcc_response_free(w->response); /* from the rolled-back batch */
+        memset(w->response, 0, sizeof *w->response);
+        assert(w->index == mvcc_applied_index(srv->store) + 1);
+        fl_err apply_err =
+            mvcc_apply(srv->store, w->index, w->payload, w->payload_len, w->response);
+        if (is_store_failure(apply_err) || mvcc_applied_index(srv->store) != w->index) {
+            /* not even "applied with no effect" could be recorded */
+            *applied_end = w;
+            reason_apply_failed(reason, reason_len, w->index, apply_err);
+            return apply_err == FL_OK ? FL_ERR_IO : apply_err;
+        }
+        w->wal_err = apply_err;
+    }
+    return FL_OK;
+}
+
+/* *applied_end: the first write of the run that was not applied (end when
+ * all were); the ones before it are committed and get their answers. */
+static fl_err apply_run(server *srv, server_pending_write *first, server_pending_write *end,
+                        server_pending_write **applied_end, char *reason, size_t reason_len)
+{
+    *applied_end = first;
+    bool commit_failed = false;
+    fl_err err = apply_run_batched(srv, first, end, &commit_failed, reason, reason_len);
+    if (err != FL_OK && commit_failed &&
+        (err == FL_ERR_NO_SPACE_QUOTA || err == FL_ERR_TOO_LARGE)) {
+        FL_LOG_WARNF("server", "LMDB map full in a batch; applying entry by entry",
+                     "first_index=%" PRIu64, first->index);
+        err = apply_run_single(srv, first, end, applied_end, reason, reason_len);
+    }
+    if (err == FL_OK)
+        *applied_end = end;
     return err;
 }
 
@@ -292,9 +352,16 @@ static void process_done(server *srv, server_pending_write *list)
         while (end && end->wal_err == FL_OK)
             end = end->next;
         char reason[256];
-        fl_err err = apply_run(srv, list, end, reason, sizeof reason);
+        server_pending_write *applied_end = NULL;
+        fl_err err = apply_run(srv, list, end, &applied_end, reason, sizeof reason);
         if (err != FL_OK) {
-            /* answer the run (and everything after it) with FL_ERR_IO, then go fatal */
+            /* answer what was applied, fail the rest (and everything after
+             * it) with FL_ERR_IO, then go fatal */
+            while (list != applied_end) {
+                server_pending_write *w = list;
+                list = w->next;
+                finish_write(srv, w, w->wal_err, true);
+            }
             while (list) {
                 server_pending_write *w = list;
                 list = w->next;

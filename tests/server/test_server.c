@@ -523,6 +523,109 @@ static void test_wal_disk_full(void **state)
     stop(f);
 }
 
+/* Writes 4 KB values under keys big0000.. all at once; returns how many got
+ * FL_OK, fills r (N entries), and checks everything else is `refused_err`
+ * (or FL_ERR_IO once the member went fatal). */
+enum { BIG_N = 600, BIG_VALUE = 4000 };
+static char big_values[BIG_N][BIG_VALUE + 1];
+static int fatal_calls;
+
+static void on_fatal(void *ctx, fl_err err, const char *reason)
+{
+    (void)ctx, (void)err, (void)reason;
+    fatal_calls++;
+}
+
+static int put_big_values(fixture *f, write_result *r, fl_err refused_err, int *refused)
+{
+    int completed = 0;
+    char key[32];
+    for (int i = 0; i < BIG_N; i++) {
+        snprintf(key, sizeof key, "big%04d", i);
+        memset(big_values[i], 'a' + i % 26, BIG_VALUE);
+        big_values[i][BIG_VALUE] = '\0';
+        assert_int_equal(put(f, key, big_values[i], &r[i], &completed), FL_OK);
+    }
+    wait_for(f, &completed, BIG_N);
+    int ok = 0;
+    *refused = 0;
+    for (int i = 0; i < BIG_N; i++) {
+        assert_int_equal(r[i].calls, 1);
+        if (r[i].err == FL_OK)
+            ok++;
+        else if (r[i].err == refused_err)
+            (*refused)++;
+        else if (!(r[i].err == FL_ERR_IO && fatal_calls > 0))
+            fail_msg("write %d: %s", i, fl_err_name(r[i].err));
+    }
+    return ok;
+}
+
+static void assert_big_values(fixture *f, const write_result *r)
+{
+    char key[32];
+    for (int i = 0; i < BIG_N; i++) {
+        snprintf(key, sizeof key, "big%04d", i);
+        if (r[i].err == FL_OK)
+            assert_value(f, key, big_values[i]);
+    }
+}
+
+/* Past --quota-backend-bytes writes get etcd's "database space exceeded"
+ * (FL_ERR_NO_SPACE_QUOTA) as an answer; the member stays up, reads work, the
+ * refused entries still took their log index. */
+static void test_quota_exceeded(void **state)
+{
+    fixture *f = *state;
+    f->options.quota_backend_bytes = 512u << 10;
+    f->options.fatal = on_fatal;
+    fatal_calls = 0;
+    start(f);
+    write_result *r = calloc(BIG_N, sizeof *r);
+    int refused = 0;
+    int ok = put_big_values(f, r, FL_ERR_NO_SPACE_QUOTA, &refused);
+    print_message("quota: %d applied, %d refused\n", ok, refused);
+    assert_true(ok > 0 && refused > 0);
+    assert_int_equal(ok + refused, BIG_N);
+    assert_int_equal(fatal_calls, 0);
+    server_status status;
+    server_get_status(f->srv, &status);
+    assert_int_equal(status.raft_index, BIG_N);
+    assert_big_values(f, r);
+    stop(f);
+    start(f);
+    assert_big_values(f, r);
+    stop(f);
+    free(r);
+}
+
+/* The LMDB map itself fills up (quota above the map): a batch that cannot
+ * commit is redone entry by entry, so the writes that fit are applied and
+ * answered, the others get FL_ERR_NO_SPACE_QUOTA; when LMDB cannot even
+ * record an entry the member goes fatal without acking it. Every write
+ * answered FL_OK is there after a restart with a bigger map. */
+static void test_lmdb_map_full(void **state)
+{
+    fixture *f = *state;
+    f->options.backend_map_bytes = 1u << 20;
+    f->options.fatal = on_fatal;
+    fatal_calls = 0;
+    start(f);
+    write_result *r = calloc(BIG_N, sizeof *r);
+    int refused = 0;
+    int ok = put_big_values(f, r, FL_ERR_NO_SPACE_QUOTA, &refused);
+    print_message("map full: %d applied, %d refused, fatal=%d\n", ok, refused, fatal_calls);
+    assert_true(ok > 0);
+    assert_true(refused > 0 || fatal_calls > 0);
+    assert_big_values(f, r); /* reads still work */
+    stop(f);
+    f->options.backend_map_bytes = 64u << 20;
+    start(f); /* replays what LMDB could not take */
+    assert_big_values(f, r);
+    stop(f);
+    free(r);
+}
+
 /* A corrupt record in the middle of the WAL stops start-up, naming the file. */
 static void test_corrupt_wal_refused(void **state)
 {
@@ -579,6 +682,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_replay_past_applied, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigkill_recovery, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wal_disk_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_quota_exceeded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lmdb_map_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_wal_refused, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
