@@ -4,7 +4,7 @@
  * framing (5-byte length prefix, grpc-status / grpc-message trailers),
  * protobuf-c decode/encode of etcd's messages, request validation and size
  * limits, and the one mapping from fl_err to etcd's gRPC codes and message
- * texts. Dispatches /etcdserverpb.KV/*, Maintenance/Status, Cluster/MemberList
+ * texts. Dispatches every /etcdserverpb.KV method, Maintenance/Status, Cluster/MemberList
  * to src/server; any other method answers UNIMPLEMENTED.
  * Must not: touch LMDB, the WAL or raft state directly; it only calls
  * server_* functions. A misbehaving connection (bad preface, garbage frames,
