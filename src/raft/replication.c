@@ -209,7 +209,10 @@ static bool append_new_entries(struct raft_node *n, const struct raft_msg *m)
     struct raft_log *log = &n->log;
     uint32_t i = 0;
     for (; i < m->n_entries; i++) {
-        if (!raft_log_match_term(log, m->entries[i].index, m->entries[i].term)) {
+        /* BUG 5: an entry we already hold is assumed to match, whatever its term. */
+        bool held = m->entries[i].index <= raft_log_last_index(log);
+        if (RAFT_BUG(5) ? !held
+                        : !raft_log_match_term(log, m->entries[i].index, m->entries[i].term)) {
             break;
         }
     }
@@ -241,6 +244,8 @@ void raft_handle_append(struct raft_node *n, const struct raft_msg *m)
     if (!append_new_entries(n, m)) {
         return;
     }
+    /* Only what this message proved to match may commit: entries past it
+     * may be a stale tail the leader has not overwritten yet. */
     uint64_t last_new = m->index + m->n_entries;
     raft_log_commit_to(log, m->commit < last_new ? m->commit : last_new);
     reply_append(n, m->from, last_new);
