@@ -2,7 +2,8 @@
 SIGKILLed mid-load and restarted on the same data dir, 20 rounds. After every
 restart each acknowledged put (etcdctl exited 0) must be there with the value
 written and with the revision the put answered; revisions are unique, and
-strictly increasing in ack order for each writer.
+strictly increasing in ack order for each writer. A last round stops the
+member with SIGTERM under the same load: exit code 0, nothing acked lost.
 """
 import base64
 import json
@@ -68,13 +69,20 @@ def main():
     member = harness.Member().start()
     acked = []  # every acknowledged put, all rounds
     try:
-        for round_no in range(ROUNDS):
+        # the last round stops the member with SIGTERM under load: a clean
+        # shutdown drains the writer, exits 0 and keeps everything acked too
+        for round_no in range(ROUNDS + 1):
+            clean = round_no == ROUNDS
             stop = threading.Event()
             writers = [Writer(w, member.endpoint, round_no, stop) for w in range(WRITERS)]
             for w in writers:
                 w.start()
             time.sleep(LOAD_SECONDS)
-            member.kill(signal.SIGKILL)  # mid-load: writers have puts in flight
+            if clean:
+                code = member.stop()
+                assert code == 0, "SIGTERM under load: exit code %s\n%s" % (code, member.log_text())
+            else:
+                member.kill(signal.SIGKILL)  # mid-load: writers have puts in flight
             stop.set()
             for w in writers:
                 w.join(timeout=30)
