@@ -362,11 +362,3 @@ const char *server_data_dir(const server *srv)
 {
     return srv->data_dir;
 }
-
-void server_test_fail_wal_appends(server *srv, fl_err err, uint32_t batches)
-{
-    pthread_mutex_lock(&srv->mu);
-    srv->inject_err = err;
-    srv->inject_batches = batches;
-    pthread_mutex_unlock(&srv->mu);
-}

@@ -135,8 +135,4 @@ void server_get_stats(const server *srv, server_stats *out);
 /* The data dir actually used (options->data_dir or the default). */
 const char *server_data_dir(const server *srv);
 
-/* Test seam: the next `batches` WAL appends fail with `err` (FL_ERR_NOSPACE,
- * FL_ERR_IO) as if wal_append_batch had returned it, without touching the log. */
-void server_test_fail_wal_appends(server *srv, fl_err err, uint32_t batches);
-
 #endif

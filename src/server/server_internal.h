@@ -80,8 +80,6 @@ struct server {
     bool writer_exited;                            /* (mu) */
     bool wal_broken;                               /* (mu) a wal_sync failed: write nothing more */
     bool async_ready;                              /* (mu) the writer may uv_async_send */
-    fl_err inject_err;                             /* (mu) test seam */
-    uint32_t inject_batches;                       /* (mu) */
     uint64_t wal_syncs;                            /* (mu) */
     uint64_t wal_batches;                          /* (mu) */
     uint64_t next_index;                           /* (writer) */

@@ -55,8 +55,8 @@ static void pending_write_free(server_pending_write *w)
 /* ---- writer thread ------------------------------------------------------ */
 
 /* Appends and syncs one batch; returns the error for every write in it. */
-static fl_err write_batch(server *srv, server_pending_write *first, size_t count, fl_err injected,
-                          bool broken, bool *sync_failed)
+static fl_err write_batch(server *srv, server_pending_write *first, size_t count, bool broken,
+                          bool *sync_failed)
 {
     static _Thread_local wal_entry entries[SERVER_WAL_BATCH_MAX];
     assert(count > 0 && count <= SERVER_WAL_BATCH_MAX);
@@ -72,7 +72,7 @@ static fl_err write_batch(server *srv, server_pending_write *first, size_t count
                                  .data = w->payload,
                                  .len = w->payload_len};
     }
-    fl_err err = injected != FL_OK ? injected : wal_append_batch(srv->log, entries, count, NULL);
+    fl_err err = wal_append_batch(srv->log, entries, count, NULL);
     if (err != FL_OK)
         return err; /* the wal cut the partial write off: these indexes get reused */
     err = wal_sync(srv->log);
@@ -104,16 +104,11 @@ static void *writer_main(void *arg)
         if (!srv->queue_head)
             srv->queue_tail = NULL;
         last->next = NULL;
-        fl_err injected = FL_OK;
-        if (srv->inject_batches > 0) {
-            injected = srv->inject_err;
-            srv->inject_batches--;
-        }
         bool broken = srv->wal_broken;
         pthread_mutex_unlock(&srv->mu);
 
         bool sync_failed = false;
-        fl_err err = write_batch(srv, first, count, injected, broken, &sync_failed);
+        fl_err err = write_batch(srv, first, count, broken, &sync_failed);
         if (err != FL_OK && !broken)
             FL_LOG_WARNF("server", "WAL append failed", "err=%s entries=%zu sync_failed=%d",
                          fl_err_name(err), count, (int)sync_failed);

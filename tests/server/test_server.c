@@ -523,6 +523,63 @@ static void test_wal_disk_full(void **state)
     stop(f);
 }
 
+/* A failed fdatasync leaves the log's durable state unknown: the write gets
+ * FL_ERR_IO (never success), the member goes fatal and refuses later writes,
+ * reads still work; a restart recovers from what is on disk. */
+static int sync_fails;
+static int fatal_calls_sync;
+
+static int hook_fdatasync(void *ctx, int fd)
+{
+    (void)ctx;
+    if (__atomic_load_n(&sync_fails, __ATOMIC_SEQ_CST)) {
+        errno = EIO;
+        return -1;
+    }
+    return fdatasync(fd);
+}
+
+static void on_fatal_sync(void *ctx, fl_err err, const char *reason)
+{
+    (void)ctx, (void)reason;
+    assert_int_equal(err, FL_ERR_IO);
+    fatal_calls_sync++;
+}
+
+static void test_wal_sync_failure_fatal(void **state)
+{
+    fixture *f = *state;
+    static const wal_test_hooks hooks = {.fdatasync = hook_fdatasync};
+    f->options.wal_test_hooks = &hooks;
+    f->options.fatal = on_fatal_sync;
+    fatal_calls_sync = 0;
+    start(f);
+    fl_err err;
+    assert_int_equal(put_sync(f, "s", "1", &err), 2);
+    assert_int_equal(err, FL_OK);
+    __atomic_store_n(&sync_fails, 1, __ATOMIC_SEQ_CST);
+    put_sync(f, "s", "unknown", &err);
+    assert_int_equal(err, FL_ERR_IO);
+    assert_int_equal(fatal_calls_sync, 1);
+    write_result r;
+    int completed = 0;
+    assert_int_equal(put(f, "s", "refused", &r, &completed), FL_ERR_IO);
+    assert_value(f, "s", "1"); /* reads still work */
+    __atomic_store_n(&sync_fails, 0, __ATOMIC_SEQ_CST);
+    stop(f);
+    f->options.wal_test_hooks = NULL;
+    start(f);
+    char *v = get(f, "s", NULL); /* "1", or the unknown write if it reached the disk */
+    assert_non_null(v);
+    assert_true(strcmp(v, "1") == 0 || strcmp(v, "unknown") == 0);
+    free(v);
+    int64_t rev = put_sync(f, "s", "2", &err);
+    assert_int_equal(err, FL_OK);
+    assert_true(rev == 3 || rev == 4);
+    stop(f);
+    assert_int_equal(fatal_calls_sync, 1);
+}
+
 /* Writes 4 KB values under keys big0000.. all at once; returns how many got
  * FL_OK, fills r (N entries), and checks everything else is `refused_err`
  * (or FL_ERR_IO once the member went fatal). */
@@ -682,6 +739,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_replay_past_applied, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigkill_recovery, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wal_disk_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wal_sync_failure_fatal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quota_exceeded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lmdb_map_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_wal_refused, setup, teardown),
