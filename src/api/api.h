@@ -26,10 +26,15 @@ typedef struct api_options {
     uint64_t max_request_bytes;      /* 0 = 1.5 MiB, etcd's default */
     uint32_t max_concurrent_streams; /* per connection; 0 = 1024 */
     uint32_t max_connections;        /* 0 = 4096 */
+    /* Added by api (zero keeps the default): request bytes one connection may
+     * buffer in calls not yet complete; 0 = max(64 MiB, 4 maximal messages). */
+    uint64_t conn_buffer_bytes_max;
 } api_options;
 
 /* Listens on host:port (numeric IPv4/IPv6 host) and serves until closed.
- * On success *out is owned by the caller and freed by api_grpc_close. */
+ * On success *out is owned by the caller and freed by api_grpc_close.
+ * Requests reach srv only through server_*; a server callback that arrives
+ * after its client went away is accepted and its result freed. */
 fl_err api_grpc_listen(uv_loop_t *loop, server *srv, const char *host, int port,
                        const api_options *options, api_grpc_server **out);
 

@@ -2,6 +2,7 @@
 #include "api/grpc_frame.h"
 
 #include <assert.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,17 +43,34 @@ static api_frame_state reader_start_body(api_grpc_reader *reader)
     if (len > reader->max_len) {
         return API_FRAME_TOO_LARGE;
     }
-    if (len > reader->body_cap) {
-        /* realloc would copy nothing useful: the old contents are stale. */
-        free(reader->body);
-        reader->body = malloc(len);
-        reader->body_cap = reader->body ? len : 0;
-        if (reader->body == NULL) {
-            return API_FRAME_NOMEM;
-        }
-    }
+    /* The buffer grows as bytes arrive (body_grow), so a prefix that
+     * announces a large message costs nothing until the data comes. */
     reader->body_len = 0;
     return len == 0 ? API_FRAME_DONE : API_FRAME_BODY;
+}
+
+/* Makes room for `more` bytes past body_len, doubling up to msg_len. */
+static bool body_grow(api_grpc_reader *reader, size_t more)
+{
+    size_t need = reader->body_len + more;
+    assert(need <= reader->msg_len);
+    if (need <= reader->body_cap) {
+        return true;
+    }
+    size_t cap = reader->body_cap < 4096 ? 4096 : reader->body_cap;
+    while (cap < need) {
+        cap *= 2;
+    }
+    if (cap > reader->msg_len) {
+        cap = reader->msg_len;
+    }
+    uint8_t *body = realloc(reader->body, cap);
+    if (body == NULL) {
+        return false;
+    }
+    reader->body = body;
+    reader->body_cap = cap;
+    return true;
 }
 
 api_frame_state api_grpc_reader_feed(api_grpc_reader *reader, const uint8_t *data, size_t len)
@@ -77,6 +95,10 @@ api_frame_state api_grpc_reader_feed(api_grpc_reader *reader, const uint8_t *dat
             size_t take = reader->msg_len - reader->body_len;
             if (take > len) {
                 take = len;
+            }
+            if (!body_grow(reader, take)) {
+                reader->state = API_FRAME_NOMEM;
+                return reader->state;
             }
             memcpy(reader->body + reader->body_len, data, take);
             reader->body_len += take;

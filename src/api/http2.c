@@ -38,6 +38,11 @@
 #define API_DEFAULT_MAX_STREAMS 1024u
 #define API_DEFAULT_MAX_CONNS   4096u
 #define API_GRPC_MESSAGE_MAX    512u /* bytes of a percent-encoded grpc-message */
+/* Request bytes one connection may hold in calls not yet dispatched (at least
+ * four whole maximal messages). nghttp2 refills flow-control windows as data
+ * arrives, so this, not the window, bounds what a client that never finishes
+ * its requests can make the member buffer. */
+#define API_CONN_BODY_BYTES_MIN (64u << 20)
 
 struct api_conn {
     api_grpc_server *listener;
@@ -49,7 +54,8 @@ struct api_conn {
     bool reading;
     bool writing;
     bool closing;
-    api_call *calls; /* attached calls of this connection */
+    api_call *calls;   /* attached calls of this connection */
+    size_t body_bytes; /* request bytes held by calls not yet dispatched */
     uv_write_t write_req;
     uint8_t *out; /* owned; the bytes of the write in flight */
     size_t out_len;
@@ -115,6 +121,7 @@ static api_call *call_new(api_conn *conn, int32_t stream_id)
     call->headers_done = call->request_done = call->responded = false;
     call->in_server = call->bad_encoding = false;
     call->resp_len = call->resp_off = 0;
+    call->counted = 0;
     call->prev = NULL;
     call->next = conn->calls;
     if (conn->calls != NULL) {
@@ -140,9 +147,29 @@ static void call_unlink(api_call *call)
     call->prev = call->next = NULL;
 }
 
+/* The call's request bytes no longer count against its connection. */
+static void call_uncount(api_call *call)
+{
+    if (call->conn != NULL) {
+        assert(call->conn->body_bytes >= call->counted);
+        call->conn->body_bytes -= call->counted;
+    }
+    call->counted = 0;
+}
+
+static size_t conn_body_bytes_max(const api_grpc_server *l)
+{
+    if (l->options.conn_buffer_bytes_max != 0) {
+        return (size_t)l->options.conn_buffer_bytes_max;
+    }
+    uint64_t four = 4u * (l->options.max_request_bytes + API_GRPC_OVERHEAD_BYTES);
+    return four > API_CONN_BODY_BYTES_MIN ? (size_t)four : API_CONN_BODY_BYTES_MIN;
+}
+
 /* The stream is gone: recycle the call, or leave it to the server callback. */
 static void call_finish(api_call *call)
 {
+    call_uncount(call);
     call_unlink(call);
     api_grpc_server *l = call->listener;
     call->conn = NULL;
@@ -448,6 +475,7 @@ void api_call_fail(api_call *call, api_status status)
 {
     assert(call->conn != NULL && !call->responded && !call->in_server);
     assert(status.code != API_GRPC_OK);
+    call_uncount(call);
     char code[12];
     int code_len = snprintf(code, sizeof(code), "%d", status.code);
     char message[API_GRPC_MESSAGE_MAX];
@@ -536,6 +564,7 @@ static void call_request_end(api_call *call)
     if (call->responded) {
         return;
     }
+    call_uncount(call); /* decoding copies what it keeps into the arena */
     if (call->reader.state != API_FRAME_DONE) {
         api_call_fail(call, (api_status){API_GRPC_INTERNAL,
                                          "grpc: error unmarshalling request: unexpected EOF"});
@@ -586,10 +615,20 @@ static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t s
         return 0;
     }
     api_frame_state state = api_grpc_reader_feed(&call->reader, data, len);
+    api_conn *conn = call->conn;
+    conn->body_bytes += call->reader.body_len - call->counted;
+    call->counted = call->reader.body_len;
     switch (state) {
     case API_FRAME_PREFIX:
-    case API_FRAME_BODY:
     case API_FRAME_DONE:
+        break;
+    case API_FRAME_BODY:
+        if (conn->body_bytes > conn_body_bytes_max(conn->listener)) {
+            api_call_fail(call, (api_status){API_GRPC_RESOURCE_EXHAUSTED,
+                                             "grpc: too much request data in flight on this "
+                                             "connection"});
+            api_grpc_reader_reset(&call->reader, 0, 0); /* free the partial body now */
+        }
         break;
     case API_FRAME_TOO_LARGE: {
         char *msg = api_arena_alloc(&call->arena, 96);

@@ -365,7 +365,9 @@ static int setup(void **state)
     fx->port = ntohs(((struct sockaddr_in *)&name)->sin_port);
     uv_close((uv_handle_t *)&probe, NULL);
     uv_run(&fx->loop, UV_RUN_NOWAIT);
-    api_options opts = {.max_request_bytes = 1000, .max_concurrent_streams = 600};
+    api_options opts = {.max_request_bytes = 1000,
+                        .max_concurrent_streams = 600,
+                        .conn_buffer_bytes_max = 300 * 1000};
     assert_int_equal(api_grpc_listen(&fx->loop, fx->srv, "127.0.0.1", fx->port, &opts, &fx->api),
                      FL_OK);
     *state = fx;
@@ -527,6 +529,61 @@ static void test_bad_bodies(void **state)
     assert_int_equal(fake_server_requests(fx->srv), 0);
     /* The connection still serves. */
     tstream *ok = put(&tc, "after", "bad", 0);
+    wait_stream(fx, &tc, ok);
+    assert_int_equal(ok->grpc_status, 0);
+    tc_close(fx, &tc);
+}
+
+static bool any_status(void *arg)
+{
+    tstream **s = arg;
+    return s[0]->grpc_status >= 0 || s[1]->grpc_status >= 0 || s[2]->grpc_status >= 0;
+}
+
+/* Calls that announce big messages and send them slowly: the connection's
+ * buffered request bytes are bounded; the call that goes past is refused. */
+static void test_connection_buffer_bound(void **state)
+{
+    fixture *fx = *state;
+    tclient tc;
+    tc_connect(fx, &tc, true);
+    size_t part = 120 * 1000;
+    uint8_t *body = calloc(1, part + 5);
+    body[0] = 0;
+    body[1] = 0;
+    body[2] = 0x07; /* announces 0x07a120 = 500000 bytes (under 1000 + 512 KiB) */
+    body[3] = 0xa1;
+    body[4] = 0x20;
+    tstream *s[3];
+    for (int i = 0; i < 3; i++) {
+        s[i] = tc_call_raw(&tc, "/etcdserverpb.KV/Put", body, part + 5, 0, false);
+    }
+    free(body);
+    /* 3 x 120 kB > 300 kB: the one whose data crosses the bound is refused
+     * (the client interleaves the three), the other two wait for more. */
+    assert_true(run_until(fx, &tc, any_status, s));
+    int refused = -1;
+    for (int i = 0; i < 3; i++) {
+        if (s[i]->grpc_status >= 0) {
+            assert_int_equal(refused, -1);
+            refused = i;
+        }
+    }
+    assert_int_equal(s[refused]->grpc_status, 8);
+    assert_string_equal(s[refused]->grpc_message,
+                        "grpc: too much request data in flight on this connection");
+    /* Nothing else is refused once the refused call's bytes are released. */
+    for (int i = 0; i < 20; i++) {
+        tc_flush(&tc);
+        uv_run(&fx->loop, UV_RUN_NOWAIT);
+    }
+    for (int i = 0; i < 3; i++) {
+        assert_true(i == refused || s[i]->grpc_status == -1);
+    }
+    /* Ending one frees its share; a small call still works meanwhile. */
+    nghttp2_submit_rst_stream(tc.session, NGHTTP2_FLAG_NONE, s[(refused + 1) % 3]->id,
+                              NGHTTP2_CANCEL);
+    tstream *ok = put(&tc, "small", "v", 0);
     wait_stream(fx, &tc, ok);
     assert_int_equal(ok->grpc_status, 0);
     tc_close(fx, &tc);
@@ -738,6 +795,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unknown_and_unserved_methods, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_bodies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_error_mapping, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_connection_buffer_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_status_and_member_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset_while_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disconnect_while_pending, setup, teardown),
