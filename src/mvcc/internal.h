@@ -44,6 +44,10 @@ typedef struct mvcc_state {
     int64_t current_revision;
     int64_t compact_revision; /* -1 until the first compaction, as etcd */
     uint64_t next_long_seq;
+    /* Where the physical compaction walk resumes in the rev DB (main 0 =
+     * nothing pending); it runs up to compact_revision. */
+    uint64_t compact_scan_main;
+    uint64_t compact_scan_sub;
 } mvcc_state;
 
 /* One version as read from the kidx entry. */
@@ -101,6 +105,7 @@ struct mvcc_store {
     MDB_dbi dbi_meta;
     uint64_t quota_bytes;
     size_t page_size;
+    int64_t compact_chunk; /* work units of a Compact's own apply */
 
     mvcc_state committed; /* what LMDB holds */
     mvcc_state work;      /* what the open write txn holds */
@@ -190,7 +195,11 @@ fl_err mvcc_apply_txn(mvcc_wctx *w, const mvcc_txn_req *req, mvcc_txn_result *re
 
 /* ---- compact.c --------------------------------------------------------- */
 
-fl_err mvcc_apply_compact(mvcc_store *store, const mvcc_view *view, int64_t revision);
+/* Compact(revision): the checks, then a first step of up to budget units. */
+fl_err mvcc_apply_compact(mvcc_store *store, const mvcc_view *view, int64_t revision,
+                          int64_t budget);
+/* Up to budget units of pending physical compaction (nothing if none). */
+fl_err mvcc_compact_step(mvcc_store *store, const mvcc_view *view, int64_t budget);
 
 /* ---- codec.c ----------------------------------------------------------- */
 

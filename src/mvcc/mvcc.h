@@ -39,9 +39,15 @@
 typedef struct mvcc_store mvcc_store;
 
 typedef struct mvcc_options {
-    uint64_t map_size_bytes; /* LMDB map size; 0 = default (8 GiB) */
-    uint64_t quota_bytes; /* writes fail with FL_ERR_NO_SPACE_QUOTA past this; 0 = default (2 GiB,
-                             etcd's) */
+    /* LMDB map size; 0 = default (8 GiB, or 1.25 x quota if that is larger) */
+    uint64_t map_size_bytes;
+    /* writes fail with FL_ERR_NO_SPACE_QUOTA past this; 0 = default (2 GiB, etcd's) */
+    uint64_t quota_bytes;
+    /* Work units (records visited or versions removed) a Compact does in its
+     * own apply; every later entry does 1/100 of it until the compaction is
+     * physically done. 0 = default (10000). Part of the replicated
+     * behaviour: every member must use the same value. */
+    uint64_t compact_chunk;
 } mvcc_options;
 
 /* A byte string; borrowed in requests, owned (by the enclosing result) in results. */

@@ -22,10 +22,11 @@
 #include "mvcc/internal.h"
 #include "util/log.h"
 
-#define DEFAULT_MAP_SIZE   (8ull << 30)
-#define DEFAULT_QUOTA      (2ull << 30)
-#define STATE_LEN          36
-#define QUOTA_PUT_OVERHEAD 128
+#define DEFAULT_MAP_SIZE      (8ull << 30)
+#define DEFAULT_QUOTA         (2ull << 30)
+#define STATE_LEN             52
+#define DEFAULT_COMPACT_CHUNK 10000
+#define QUOTA_PUT_OVERHEAD    128
 
 static const char STATE_KEY[] = "state";
 
@@ -39,6 +40,8 @@ static void state_encode(uint8_t out[STATE_LEN], const mvcc_state *st)
     mvcc_put_u64(out + 12, (uint64_t)st->current_revision);
     mvcc_put_u64(out + 20, (uint64_t)st->compact_revision);
     mvcc_put_u64(out + 28, st->next_long_seq);
+    mvcc_put_u64(out + 36, st->compact_scan_main);
+    mvcc_put_u64(out + 44, st->compact_scan_sub);
 }
 
 static fl_err state_decode(const MDB_val *v, mvcc_state *st)
@@ -55,6 +58,8 @@ static fl_err state_decode(const MDB_val *v, mvcc_state *st)
     st->current_revision = (int64_t)mvcc_get_u64(p + 12);
     st->compact_revision = (int64_t)mvcc_get_u64(p + 20);
     st->next_long_seq = mvcc_get_u64(p + 28);
+    st->compact_scan_main = mvcc_get_u64(p + 36);
+    st->compact_scan_sub = mvcc_get_u64(p + 44);
     if (st->current_revision < 1 || st->compact_revision < -1 ||
         st->compact_revision > st->current_revision) {
         return FL_ERR_CORRUPT;
@@ -188,6 +193,12 @@ fl_err mvcc_open(const char *dir, const mvcc_options *options, mvcc_store **out)
     uint64_t map_size =
         options && options->map_size_bytes ? options->map_size_bytes : DEFAULT_MAP_SIZE;
     store->quota_bytes = options && options->quota_bytes ? options->quota_bytes : DEFAULT_QUOTA;
+    store->compact_chunk =
+        options && options->compact_chunk ? (int64_t)options->compact_chunk : DEFAULT_COMPACT_CHUNK;
+    if (!(options && options->map_size_bytes) && map_size < store->quota_bytes / 4 * 5) {
+        /* Room for the quota plus free pages held by readers. */
+        map_size = store->quota_bytes / 4 * 5;
+    }
     store->scratch = mvcc_arena_new();
     if (store->scratch == NULL) {
         free(store);
@@ -454,7 +465,8 @@ static fl_err run_request(mvcc_store *store, const mvcc_request *req, mvcc_respo
         err = mvcc_apply_txn(&w, &req->u.txn, &resp->u.txn);
         break;
     case MVCC_REQ_COMPACT:
-        err = mvcc_apply_compact(store, &store->wview, req->u.compact.revision);
+        err =
+            mvcc_apply_compact(store, &store->wview, req->u.compact.revision, store->compact_chunk);
         break;
     default:
         err = FL_ERR_CORRUPT;
@@ -476,6 +488,12 @@ static fl_err run_request(mvcc_store *store, const mvcc_request *req, mvcc_respo
     resp->revision = store->work.current_revision;
     resp->arena = arena;
     return FL_OK;
+}
+
+static int64_t compact_step_budget(const mvcc_store *store)
+{
+    int64_t budget = store->compact_chunk / 100;
+    return budget > 0 ? budget : 1;
 }
 
 /* Outside a batch: the entry could not be applied (map full), so record it
@@ -528,6 +546,18 @@ fl_err mvcc_apply(mvcc_store *store, uint64_t index, const uint8_t *payload, siz
         }
         return err;
     }
+    /* Pending physical compaction advances a little with every entry. */
+    if (!(err == FL_OK && req.type == MVCC_REQ_COMPACT)) {
+        fl_err serr = mvcc_compact_step(store, &store->wview, compact_step_budget(store));
+        if (serr != FL_OK) {
+            mvcc_response_free(response);
+            write_abort(store);
+            if (store->in_batch) {
+                store->batch_error = serr;
+            }
+            return serr;
+        }
+    }
     store->work.applied_index = index;
     if (!store->in_batch) {
         fl_err cerr = write_commit(store);
@@ -549,6 +579,14 @@ fl_err mvcc_apply_noop(mvcc_store *store, uint64_t index)
     }
     fl_err err = write_begin(store);
     if (err != FL_OK) {
+        return err;
+    }
+    err = mvcc_compact_step(store, &store->wview, compact_step_budget(store));
+    if (err != FL_OK) {
+        write_abort(store);
+        if (store->in_batch) {
+            store->batch_error = err;
+        }
         return err;
     }
     store->work.applied_index = index;
