@@ -20,10 +20,12 @@
  * leader must commit a fresh proposal within a bound of ticks.
  */
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "raft/raft.h"
 
@@ -1070,8 +1072,25 @@ static bool run_seed(uint64_t seed, uint64_t steps, bool tr)
     return ok;
 }
 
+/* An assertion inside the core aborts: say which seed to replay first. */
+static void on_abort(int sig)
+{
+    char line[160];
+    int len = snprintf(line, sizeof(line),
+                       "FAIL seed %" PRIu64 " at step %" PRIu64 ": assertion in the core\n"
+                       "replay: sim --seed %" PRIu64 " --trace\n",
+                       W.seed, W.step, W.seed);
+    if (len > 0) {
+        fflush(stdout);
+        (void)!write(2, line, (size_t)len);
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
 int main(int argc, char **argv)
 {
+    signal(SIGABRT, on_abort);
     uint64_t seed = 1, count = 1, steps = 6000;
     bool tr = false, soak = false, until_fail = false;
     for (int i = 1; i < argc; i++) {
