@@ -40,7 +40,8 @@ typedef struct server_options {
     const char *initial_cluster_token; /* seeds the cluster id; default "flotilla-cluster" */
     uint64_t quota_backend_bytes;      /* 0 = 2 GiB, etcd's default */
     uint32_t max_txn_ops;              /* 0 = 128, etcd's default */
-    uint32_t pending_writes_max;       /* bound on writes waiting for the WAL; 0 = 65536 */
+    uint32_t pending_writes_max;       /* bound on writes waiting for the WAL; 0 = 65536 (and
+                                          256 MiB of payload): more -> FL_ERR_BUSY */
     /* Added by the server engineer (zero-initialised callers keep the old meaning): */
     const char *initial_advertise_peer_urls; /* comma-separated; seeds the member id and shows in
                                                 member list; default "http://localhost:2380" */

@@ -20,9 +20,12 @@
 /* Bounds. */
 #define SERVER_PENDING_WRITES_DEFAULT 65536u
 #define SERVER_PENDING_READS_MAX      65536u
-#define SERVER_WAL_BATCH_MAX          1024u /* entries per wal_append_batch */
-#define SERVER_REPLAY_BATCH_MAX       1024u /* entries per LMDB txn during recovery */
-#define SERVER_URLS_MAX               16u
+#define SERVER_WAL_BATCH_MAX          1024u       /* entries per wal_append_batch */
+#define SERVER_WAL_BATCH_BYTES_MAX    (16u << 20) /* payload bytes per batch (one write needs more) \
+                                                   */
+#define SERVER_PENDING_BYTES_MAX (256ull << 20)   /* payload bytes accepted, not yet answered */
+#define SERVER_REPLAY_BATCH_MAX  1024u            /* entries per LMDB txn during recovery */
+#define SERVER_URLS_MAX          16u
 
 /* One accepted write, from server_write until its done callback. Owned by
  * the server; it moves loop -> writer queue -> done list -> loop. */
@@ -87,6 +90,7 @@ struct server {
 
     /* Loop side. */
     uint64_t writes_pending;
+    uint64_t pending_bytes; /* payload bytes of writes_pending */
     uint64_t writes_acked;
     uint64_t writes_failed;
     uint64_t replayed;

@@ -93,11 +93,15 @@ static void *writer_main(void *arg)
             pthread_cond_wait(&srv->cond, &srv->mu);
         if (!srv->queue_head)
             break; /* stopping and drained */
-        /* take up to SERVER_WAL_BATCH_MAX writes off the queue */
+        /* take up to SERVER_WAL_BATCH_MAX writes / SERVER_WAL_BATCH_BYTES_MAX
+         * bytes (at least one write) off the queue */
         server_pending_write *first = srv->queue_head, *last = first;
         size_t count = 1;
-        while (last->next && count < SERVER_WAL_BATCH_MAX) {
+        size_t bytes = first->payload_len;
+        while (last->next && count < SERVER_WAL_BATCH_MAX &&
+               bytes + last->next->payload_len <= SERVER_WAL_BATCH_BYTES_MAX) {
             last = last->next;
+            bytes += last->payload_len;
             count++;
         }
         srv->queue_head = last->next;
@@ -186,7 +190,8 @@ fl_err server_write(server *srv, const mvcc_request *request, server_write_done_
     fl_err err = mvcc_request_validate(request, srv->options.max_txn_ops);
     if (err != FL_OK)
         return err;
-    if (srv->writes_pending >= srv->options.pending_writes_max)
+    if (srv->writes_pending >= srv->options.pending_writes_max ||
+        srv->pending_bytes >= SERVER_PENDING_BYTES_MAX)
         return FL_ERR_BUSY;
     /* w and its response are owned by the server until done is called */
     server_pending_write *w = calloc(1, sizeof *w);
@@ -205,6 +210,7 @@ fl_err server_write(server *srv, const mvcc_request *request, server_write_done_
     w->done = done;
     w->ctx = ctx;
     srv->writes_pending++;
+    srv->pending_bytes += w->payload_len;
     pthread_mutex_lock(&srv->mu);
     if (srv->queue_tail)
         srv->queue_tail->next = w;
@@ -219,8 +225,9 @@ fl_err server_write(server *srv, const mvcc_request *request, server_write_done_
 /* Calls done for one write and frees it. */
 static void finish_write(server *srv, server_pending_write *w, fl_err err, bool applied)
 {
-    assert(srv->writes_pending > 0);
+    assert(srv->writes_pending > 0 && srv->pending_bytes >= w->payload_len);
     srv->writes_pending--;
+    srv->pending_bytes -= w->payload_len;
     mvcc_response *response = NULL;
     if (err == FL_OK) {
         response = w->response; /* ownership passes to done */
