@@ -50,9 +50,11 @@ void mvcc_arena_reset(mvcc_arena *arena)
     if (arena == NULL || arena->head == NULL) {
         return;
     }
-    arena_block *keep = arena->head;
-    for (arena_block *b = arena->head->next; b != NULL; b = b->next) {
-        if (b->capacity > keep->capacity) {
+    /* Keep the largest ordinary block; an oversized one (a huge request)
+     * is not worth holding on to. */
+    arena_block *keep = NULL;
+    for (arena_block *b = arena->head; b != NULL; b = b->next) {
+        if (b->capacity <= ARENA_BLOCK_MAX && (keep == NULL || b->capacity > keep->capacity)) {
             keep = b;
         }
     }
@@ -64,8 +66,10 @@ void mvcc_arena_reset(mvcc_arena *arena)
         }
         block = next;
     }
-    keep->next = NULL;
-    keep->used = 0;
+    if (keep != NULL) {
+        keep->next = NULL;
+        keep->used = 0;
+    }
     arena->head = keep;
 }
 

@@ -7,7 +7,7 @@
  *          first MVCC_IKEY_PREFIX bytes + a u64 sequence) -> one 33-byte
  *          entry per version, newest first (inverted revision).
  *   "meta" "state" -> format, applied index, current/compact revision, the
- *          next long-key sequence.
+ *          next long-key sequence, the compaction walk position.
  */
 #ifndef FL_MVCC_INTERNAL_H
 #define FL_MVCC_INTERNAL_H
@@ -156,6 +156,8 @@ fl_err mvcc_dup_at(const mvcc_view *view, const uint8_t *ikey, size_t ikey_len, 
  * first max_keep hits are kept (SIZE_MAX = all); *total counts all of them. */
 fl_err mvcc_scan(mvcc_store *store, const mvcc_view *view, mvcc_bytes key, mvcc_bytes range_end,
                  int64_t rev, size_t max_keep, int64_t *total);
+/* Frees the hit array after a very large scan so it does not stay pinned. */
+void mvcc_hits_trim(mvcc_hits *hits);
 /* A Range against view. current is the revision reads default to and the
  * one reported; compact the compacted revision (-1 none). Memory of the kvs
  * comes from arena. */

@@ -37,6 +37,17 @@ static fl_err hits_push(mvcc_hits *hits, const mvcc_hit *hit)
     return FL_OK;
 }
 
+void mvcc_hits_trim(mvcc_hits *hits)
+{
+    enum { HITS_KEEP_MAX = 4096 };
+    if (hits->capacity > HITS_KEEP_MAX) {
+        free(hits->items);
+        hits->items = NULL;
+        hits->capacity = 0;
+    }
+    hits->count = 0;
+}
+
 /* The version visible at rev of the key under the cursor, whose first
  * duplicate is `first`. Leaves the cursor on the same key. */
 static fl_err version_at(const mvcc_view *view, MDB_val *ikey, const MDB_val *first, int64_t rev,

@@ -338,6 +338,7 @@ fl_err mvcc_range(mvcc_store *store, const mvcc_range_req *req, mvcc_range_resul
         err = mvcc_range_in(store, &store->rview, req, store->committed.current_revision,
                             store->committed.compact_revision, arena, result);
         read_end(store);
+        mvcc_hits_trim(&store->hits);
     }
     if (err != FL_OK) {
         mvcc_arena_free(arena);
@@ -530,6 +531,7 @@ fl_err mvcc_apply(mvcc_store *store, uint64_t index, const uint8_t *payload, siz
     err = mvcc_request_decode(payload, payload_len, store->scratch, &req);
     if (err == FL_OK) {
         err = run_request(store, &req, response, &request_level);
+        mvcc_hits_trim(&store->hits);
     } else {
         FL_LOG_WARNF("mvcc", "undecodable entry", "index=%llu len=%zu", (unsigned long long)index,
                      payload_len);

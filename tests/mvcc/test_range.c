@@ -2,6 +2,7 @@
  * history (a=1 b=2 c=3 a=11 d=4 b=22 at revisions 2..7). */
 #include "mvcc_test_util.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 static int setup(void **state)
@@ -336,6 +337,41 @@ static void empty_key_is_rejected(void **state)
     mvcc_range_result_free(&res);
 }
 
+static void large_range_sorted_and_counted(void **state)
+{
+    (void)state;
+    tstore ts;
+    ts_open(&ts, NULL);
+    assert_int_equal(mvcc_batch_begin(ts.store), FL_OK);
+    for (int i = 0; i < 6000; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "k%05d", i);
+        ts_put(&ts, key, i % 2 ? "odd" : "even");
+    }
+    assert_int_equal(mvcc_batch_commit(ts.store), FL_OK);
+    mvcc_range_result res;
+    mvcc_range_req req = {
+        .key = B("k"), .range_end = B("l"), .sort_order = MVCC_SORT_DESCEND, .limit = 2};
+    assert_int_equal(ts_range(&ts, &req, &res), FL_OK);
+    assert_keys(&res, (const char *[]){"k05999", "k05998", NULL});
+    assert_int_equal(res.count, 6000);
+    assert_true(res.more);
+    mvcc_range_result_free(&res);
+    req = (mvcc_range_req){.key = B("k"),
+                           .range_end = B("l"),
+                           .limit = 1,
+                           .sort_target = MVCC_SORT_BY_VALUE,
+                           .sort_order = MVCC_SORT_DESCEND};
+    assert_int_equal(ts_range(&ts, &req, &res), FL_OK);
+    assert_keys(&res, (const char *[]){"k00001", NULL}); /* "odd", first by key */
+    mvcc_range_result_free(&res);
+    req = (mvcc_range_req){.key = B("k01000"), .range_end = B("k02000"), .count_only = true};
+    assert_int_equal(ts_range(&ts, &req, &res), FL_OK);
+    assert_int_equal(res.count, 1000);
+    mvcc_range_result_free(&res);
+    ts_close(&ts);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -359,6 +395,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(past_revision_sees_deleted_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(future_and_compacted_revision, setup, teardown),
         cmocka_unit_test_setup_teardown(empty_key_is_rejected, setup, teardown),
+        cmocka_unit_test(large_range_sorted_and_counted),
     };
     return cmocka_run_group_tests_name("mvcc.range", tests, NULL, NULL);
 }
