@@ -875,6 +875,7 @@ fl_err client_call(client *c, client_method method, const void *request, uint64_
     r->body[4] = (uint8_t)len;
     size_t packed = protobuf_c_message_pack(m, r->body + 5);
     assert(packed == len);
+    (void)packed; /* NDEBUG builds */
     r->body_len = len + 5;
     r->c = c;
     r->method = method;
