@@ -6,7 +6,9 @@ member_id, raft_term). Revisions in -w json output must match exactly.
 Covers: put (--prev-kv), get (--prefix, --limit, --sort-by x --order,
 --rev, --keys-only, --from-key, ranges, --print-value-only),
 del (single, --prefix, --prev-kv, from-key), txn (compares on value,
-version, create, mod; success and failure branches; -i prompts), compaction
+version, create, mod; success and failure branches; -i prompts; duplicate
+keys; too many ops), put --ignore-value / --ignore-lease / --lease errors,
+serializable get, compaction
 (and reading a compacted/future revision), error texts (empty key), and -w
 json / -w fields outputs. (etcdctl 3.4 has no --count-only flag.)
 
@@ -82,7 +84,17 @@ def steps():
     add("txn", "-w", "json", stdin='value("foo") != "bar3"\n\nput x 1\n\nget foo --prefix\n\n')
     add("txn", "-i", stdin='mod("foo2") = "9"\n\nput foo2 delta\n\n\n')
     add("txn", "-w", "json", stdin='\nput t1 1\nput t2 2\ndel foo3\n\n\n')
+    add("txn", stdin='\nput dup 1\nput dup 2\n\n\n')  # duplicate key error
+    add("txn", stdin='\n' + "".join("put many%03d v\n" % i for i in range(129)) + '\n\n')
+    add("txn", "-w", "json", stdin='value("nope") = ""\n\nget nope\n\nput nope created\n\n')
     add("get", "", "--prefix", "-w", "json")
+    add("get", "foo", "--prefix", "--consistency=s", "-w", "json")
+    # put options that depend on state
+    add("put", "--ignore-value", "missing")
+    add("put", "--ignore-value", "foo", "-w", "json")
+    add("get", "foo", "-w", "json")
+    add("put", "--lease=1234", "leased", "v")
+    add("put", "--ignore-lease", "foo", "v-keeps-lease")
     # deletes
     add("del", "foo1")
     add("del", "nope")
@@ -95,14 +107,14 @@ def steps():
     add("put", "c", "2")
     add("put", "c", "3")
     add("get", "c", "-w", "json")
-    add("compaction", "22")
-    add("get", "c", "--rev", "21")  # compacted
+    add("compaction", "27")
+    add("get", "c", "--rev", "26")  # compacted
     add("get", "foo", "--rev", "3", "-w", "json")  # compacted
-    add("get", "", "--prefix", "--rev", "22", "-w", "json")  # the compaction revision itself
-    add("compaction", "22")  # again: compacted
+    add("get", "", "--prefix", "--rev", "27", "-w", "json")  # the compaction revision itself
+    add("compaction", "27")  # again: compacted
     add("compaction", "1000")  # future
-    add("compaction", "--physical", "23")
-    add("get", "c", "--rev", "22", "-w", "json")  # compacted now
+    add("compaction", "--physical", "28")
+    add("get", "c", "--rev", "27", "-w", "json")  # compacted now
     add("put", "c", "4", "-w", "json")
     add("get", "", "--prefix", "--sort-by=MODIFY", "--order=DESCEND", "-w", "json")
     return s
