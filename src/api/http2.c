@@ -71,6 +71,7 @@ struct api_grpc_server {
     uv_check_t flush_check;
     uv_idle_t flush_idle;
     nghttp2_session_callbacks *callbacks; /* owned */
+    nghttp2_option *session_option;       /* owned */
     api_conn *conns;
     size_t conn_count;
     api_conn *dirty;
@@ -765,7 +766,7 @@ static void conn_close(api_conn *conn)
 static int conn_start_session(api_conn *conn)
 {
     api_grpc_server *l = conn->listener;
-    int rv = nghttp2_session_server_new(&conn->session, l->callbacks, conn);
+    int rv = nghttp2_session_server_new2(&conn->session, l->callbacks, conn, l->session_option);
     if (rv != 0) {
         conn->session = NULL;
         return rv;
@@ -840,6 +841,7 @@ static void listener_maybe_done(api_grpc_server *l)
         call_destroy(call);
     }
     nghttp2_session_callbacks_del(l->callbacks);
+    nghttp2_option_del(l->session_option);
     void (*closed)(void *) = l->closed;
     void *ctx = l->closed_ctx;
     free(l);
@@ -893,6 +895,17 @@ fl_err api_grpc_listen(uv_loop_t *loop, server *srv, const char *host, int port,
         free(l);
         return FL_ERR_NOMEM;
     }
+    if (nghttp2_option_new(&l->session_option) != 0) {
+        nghttp2_session_callbacks_del(l->callbacks);
+        free(l);
+        return FL_ERR_NOMEM;
+    }
+    /* No HTTP semantics checks: grpc-go (etcd's server) accepts any
+     * :authority, and clientv3 sends "http://host:port" as the authority
+     * for `etcdctl endpoint status --cluster`, which nghttp2's checks reset
+     * with PROTOCOL_ERROR. What gRPC needs (:path, content-type) is checked
+     * here. */
+    nghttp2_option_set_no_http_messaging(l->session_option, 1);
     nghttp2_session_callbacks_set_on_begin_headers_callback(l->callbacks, on_begin_headers);
     nghttp2_session_callbacks_set_on_header_callback(l->callbacks, on_header);
     nghttp2_session_callbacks_set_on_frame_recv_callback(l->callbacks, on_frame_recv);

@@ -297,9 +297,10 @@ static tstream *tc_call_raw(tclient *tc, const char *path, const uint8_t *body, 
     st->req_len = len;
     st->split = split;
     st->end_stream = end_stream;
+    /* clientv3 sends the endpoint URL as :authority for --cluster calls. */
     nghttp2_nv nva[] = {HDR(":method", "POST"),
                         HDR(":scheme", "http"),
-                        HDR(":authority", "localhost"),
+                        HDR(":authority", "http://127.0.0.1:2379"),
                         HDR(":path", path),
                         HDR("content-type", "application/grpc"),
                         HDR("te", "trailers")};

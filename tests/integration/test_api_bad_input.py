@@ -315,6 +315,10 @@ def main():
         assert m.proc.poll() is None, "the member died"
         code, out, _ = harness.etcdctl(m.endpoint, "endpoint", "status")
         assert "3.4.0" in out, out
+        # --cluster dials the advertised URL: clientv3 then sends
+        # "http://host:port" as :authority, which grpc-go (etcd) accepts.
+        code, out, err = harness.etcdctl(m.endpoint, "endpoint", "status", "--cluster")
+        assert "3.4.0" in out, out + err
         assert m.stop() == 0, "unclean shutdown"
     print("test_api_bad_input: ok (%d loop rounds)" % loop.ok)
 
