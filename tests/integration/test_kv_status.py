@@ -2,11 +2,13 @@
 etcd 3.4 has them), flags (both `--flag value` and `--flag=value`, unknown
 flag -> exit 2, https -> clear error, --help), several listen URLs and
 nothing else listened on, the default data dir "<name>.flotilla", identity
-and data kept across a clean SIGTERM/SIGINT restart (exit code 0).
+and data kept across a clean SIGTERM/SIGINT restart (exit code 0), start-up
+failures (port busy, data dir in use) exit 1 with a message.
 """
 import json
 import os
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -129,6 +131,28 @@ def check_flags():
         assert not os.path.exists(tmp + "/d"), "a refused start must not create the data dir"
 
 
+def check_start_failures():
+    """A busy port or a data dir in use: exit 1 with a clear message, nothing left running."""
+    bin_ = harness.FLOTILLA_BIN
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    with tempfile.TemporaryDirectory(prefix="flotilla-busy-") as tmp:
+        r = subprocess.run([bin_, "serve", "--data-dir", tmp + "/d", "--listen-client-urls",
+                            "http://127.0.0.1:%d" % port], capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode == 1 and "cannot listen on 127.0.0.1:%d" % port in r.stderr, r
+    busy.close()
+    with harness.Member() as member:
+        url = "http://127.0.0.1:%d" % harness.free_port()
+        r = subprocess.run([bin_, "serve", "--data-dir", member.data_dir,
+                            "--listen-client-urls", url], capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode == 1 and "in use by another process" in r.stderr, r
+        harness.etcdctl(member.endpoint, "put", "still", "served")
+
+
 def check_multi_url_equals_form_default_dir():
     """--flag=value everywhere, two listen URLs, no --data-dir: "<name>.flotilla" in cwd."""
     p1, p2 = harness.free_port(), harness.free_port()
@@ -161,8 +185,9 @@ def check_multi_url_equals_form_default_dir():
 def main():
     started = time.monotonic()
     check_flags()
-    check_status_and_members()
+    check_start_failures()
     check_multi_url_equals_form_default_dir()
+    check_status_and_members()
     print("ok in %.1fs" % (time.monotonic() - started))
 
 
