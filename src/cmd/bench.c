@@ -13,6 +13,10 @@
  *   txn-put  compare-and-swap: Txn(if mod(key) == last seen mod then put, else get);
  *            the last seen mod revision per key is kept, so each op is one RPC
  *   mixed    range with probability --read-fraction, else put
+ *
+ * A failed request is counted and the run goes on, except FL_ERR_UNAVAILABLE
+ * (the connection failed): then no new request is issued and the run ends
+ * when those in flight have completed.
  */
 #include <inttypes.h>
 #include <math.h>
@@ -158,6 +162,9 @@ static void on_done(void *ctx, const client_status *st, void *response)
         }
     } else {
         b->errors++;
+        /* the server is gone: stop rather than spin on reconnects */
+        if (st->err == FL_ERR_UNAVAILABLE)
+            b->aborted = true;
         if (b->first_error[0] == '\0')
             snprintf(b->first_error, sizeof b->first_error, "%s (%s)", st->message,
                      fl_err_name(st->err));

@@ -171,6 +171,13 @@ int cmd_client_main(int argc, char **argv)
     if (argc == 0)
         return cli_fail(CLI_EXIT_BAD_ARGS, "no verb");
     const char *verb = argv[0];
+    if (strcmp(verb, "bench") != 0)
+        for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+            if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+                printf("usage: flotilla [client flags] <verb> [flags]\n\n");
+                cmd_client_usage();
+                return CLI_EXIT_OK;
+            }
     static const struct {
         const char *name;
         int (*fn)(const cli_globals *, int, char **);

@@ -2,6 +2,7 @@
 its counts add up, and what it wrote is really there."""
 import json
 import subprocess
+import time
 
 import harness
 
@@ -46,6 +47,18 @@ def main():
         assert r["txn_succeeded"] > 0, r
         r = bench(m.endpoint, "mixed", "--read-fraction", "0.9", "--duration", "1s", "--clients", "5")
         assert r["requests"] > 0, r
+        # the member dies mid-run: bench reports the failures and ends, it does not hang
+        proc = subprocess.Popen([FLOTILLA, "bench", "put", "--endpoints", m.endpoint, "--json",
+                                 "--duration", "30s", "--clients", "20", "--conns", "2", "--timeout", "5s"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.5)
+        m.kill()
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 1, (proc.returncode, out, err)
+        r = json.loads(out.splitlines()[-1])
+        assert r["errors"] >= 1 and r["ok"] > 0 and r["ok"] + r["errors"] == r["requests"], r
+        assert r["duration_s"] < 20, r
+        assert "first_error" in r, r
         # a wrong flag is a usage error
         p = subprocess.run([FLOTILLA, "bench", "put", "--clients", "0"], capture_output=True, text=True)
         assert p.returncode == 128 and p.stderr.startswith("Error: "), p
