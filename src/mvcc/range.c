@@ -363,6 +363,66 @@ static bool hit_filtered_out(const mvcc_range_req *req, const mvcc_hit *hit)
            (req->min_create_revision != 0 && hit->dup.create < req->min_create_revision);
 }
 
+/* Filters then sorts the n hits in place; returns how many are left. */
+static fl_err range_select(const mvcc_view *view, const mvcc_range_req *req, mvcc_sort_order order,
+                           mvcc_hits *hits, size_t *n)
+{
+    bool filters = req->min_mod_revision != 0 || req->max_mod_revision != 0 ||
+                   req->min_create_revision != 0 || req->max_create_revision != 0;
+    if (filters) {
+        size_t kept = 0;
+        for (size_t i = 0; i < *n; i++) {
+            if (!hit_filtered_out(req, &hits->items[i])) {
+                hits->items[kept++] = hits->items[i];
+            }
+        }
+        *n = kept;
+    }
+    bool sorted_already = order == MVCC_SORT_NONE ||
+                          (order == MVCC_SORT_ASCEND && req->sort_target == MVCC_SORT_BY_KEY);
+    if (sorted_already) {
+        return FL_OK;
+    }
+    if (req->sort_target == MVCC_SORT_BY_VALUE) {
+        for (size_t i = 0; i < *n; i++) {
+            fl_err err = hit_rec(view, &hits->items[i]);
+            if (err != FL_OK) {
+                return err;
+            }
+        }
+    }
+    sort_spec spec = {.target = req->sort_target, .descend = order == MVCC_SORT_DESCEND};
+    qsort_r(hits->items, *n, sizeof(mvcc_hit), hit_sort_cmp, &spec);
+    return FL_OK;
+}
+
+/* Copies the first n hits into owned kvs. */
+static fl_err range_emit(const mvcc_view *view, const mvcc_range_req *req, mvcc_hits *hits,
+                         size_t n, mvcc_arena *arena, mvcc_range_result *result)
+{
+    if (n == 0) {
+        return FL_OK;
+    }
+    mvcc_kv *kvs = mvcc_arena_alloc(arena, n * sizeof *kvs);
+    if (kvs == NULL) {
+        return FL_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        fl_err err = hit_rec(view, &hits->items[i]);
+        if (err == FL_OK) {
+            err = mvcc_kv_fill(arena, &hits->items[i].rec, hits->items[i].dup.main, req->keys_only,
+                               &kvs[i]);
+        }
+        if (err != FL_OK) {
+            return err;
+        }
+    }
+    result->kvs = kvs;
+    result->kvs_count = n;
+    return FL_OK;
+}
+
+/* etcd's applierV3backend.Range: scan, filter, sort, limit. */
 fl_err mvcc_range_in(mvcc_store *store, const mvcc_view *view, const mvcc_range_req *req,
                      int64_t current, int64_t compact, mvcc_arena *arena, mvcc_range_result *result)
 {
@@ -382,15 +442,14 @@ fl_err mvcc_range_in(mvcc_store *store, const mvcc_view *view, const mvcc_range_
     if (rev < compact) {
         return FL_ERR_COMPACTED;
     }
-    int64_t scan_rev = rev >= current ? INT64_MAX : rev;
-
     mvcc_sort_order order = req->sort_order;
     if (req->sort_target != MVCC_SORT_BY_KEY && order == MVCC_SORT_NONE) {
         order = MVCC_SORT_ASCEND; /* etcd's rule: a non-key target sorts ascending */
     }
-    bool filters = req->min_mod_revision != 0 || req->max_mod_revision != 0 ||
-                   req->min_create_revision != 0 || req->max_create_revision != 0;
-    bool need_all = order != MVCC_SORT_NONE || filters;
+    bool need_all = order != MVCC_SORT_NONE || req->min_mod_revision != 0 ||
+                    req->max_mod_revision != 0 || req->min_create_revision != 0 ||
+                    req->max_create_revision != 0;
+    /* Keep only what can be returned; count everything (etcd's count). */
     size_t max_keep = SIZE_MAX;
     if (req->count_only) {
         max_keep = 0;
@@ -398,6 +457,7 @@ fl_err mvcc_range_in(mvcc_store *store, const mvcc_view *view, const mvcc_range_
         max_keep = (uint64_t)req->limit < SIZE_MAX ? (size_t)req->limit : SIZE_MAX;
     }
     int64_t total = 0;
+    int64_t scan_rev = rev >= current ? INT64_MAX : rev;
     fl_err err = mvcc_scan(store, view, req->key, req->range_end, scan_rev, max_keep, &total);
     if (err != FL_OK) {
         return err;
@@ -406,32 +466,12 @@ fl_err mvcc_range_in(mvcc_store *store, const mvcc_view *view, const mvcc_range_
     if (req->count_only) {
         return FL_OK;
     }
-    mvcc_hits *hits = &store->hits;
-    size_t n = hits->count;
-    if (filters) {
-        size_t kept = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (!hit_filtered_out(req, &hits->items[i])) {
-                hits->items[kept++] = hits->items[i];
-            }
-        }
-        n = kept;
-    }
-    bool sorted_already = order == MVCC_SORT_NONE ||
-                          (order == MVCC_SORT_ASCEND && req->sort_target == MVCC_SORT_BY_KEY);
-    if (!sorted_already) {
-        if (req->sort_target == MVCC_SORT_BY_VALUE) {
-            for (size_t i = 0; i < n; i++) {
-                err = hit_rec(view, &hits->items[i]);
-                if (err != FL_OK) {
-                    return err;
-                }
-            }
-        }
-        sort_spec spec = {.target = req->sort_target, .descend = order == MVCC_SORT_DESCEND};
-        qsort_r(hits->items, n, sizeof(mvcc_hit), hit_sort_cmp, &spec);
-    }
+    size_t n = store->hits.count;
     if (need_all) {
+        err = range_select(view, req, order, &store->hits, &n);
+        if (err != FL_OK) {
+            return err;
+        }
         if (req->limit > 0 && n > (uint64_t)req->limit) {
             n = (size_t)req->limit;
             result->more = true;
@@ -439,24 +479,5 @@ fl_err mvcc_range_in(mvcc_store *store, const mvcc_view *view, const mvcc_range_
     } else if (req->limit > 0 && total > req->limit) {
         result->more = true;
     }
-    if (n == 0) {
-        return FL_OK;
-    }
-    mvcc_kv *kvs = mvcc_arena_alloc(arena, n * sizeof *kvs);
-    if (kvs == NULL) {
-        return FL_ERR_NOMEM;
-    }
-    for (size_t i = 0; i < n; i++) {
-        err = hit_rec(view, &hits->items[i]);
-        if (err == FL_OK) {
-            err = mvcc_kv_fill(arena, &hits->items[i].rec, hits->items[i].dup.main, req->keys_only,
-                               &kvs[i]);
-        }
-        if (err != FL_OK) {
-            return err;
-        }
-    }
-    result->kvs = kvs;
-    result->kvs_count = n;
-    return FL_OK;
+    return range_emit(view, req, &store->hits, n, arena, result);
 }

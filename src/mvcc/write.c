@@ -71,6 +71,53 @@ static fl_err write_version(mvcc_wctx *w, const uint8_t *ikey, size_t ikey_len,
     return FL_OK;
 }
 
+/* What a put writes when it uses the old value or lease, and its prev_kv.
+ * prev is the live previous version, or NULL when the key is absent. */
+static fl_err put_resolve(mvcc_wctx *w, const mvcc_put_req *req, const mvcc_dup *prev,
+                          mvcc_put_result *result, mvcc_bytes *value, int64_t *lease)
+{
+    if (prev == NULL) {
+        /* Absent key: the caller checked existence where etcd does; the
+         * leftovers (a from-key delete earlier in the same txn) get an empty
+         * value / no lease rather than etcd 3.4's panic. */
+        if (req->ignore_value) {
+            value->data = NULL;
+            value->len = 0;
+        }
+        if (req->ignore_lease) {
+            *lease = 0;
+        }
+        return FL_OK;
+    }
+    if (!req->prev_kv && !req->ignore_value && !req->ignore_lease) {
+        return FL_OK;
+    }
+    mvcc_rec rec;
+    fl_err err = mvcc_rec_get(w->view, prev->main, prev->sub, &rec);
+    if (err != FL_OK) {
+        return err;
+    }
+    if (req->prev_kv && result != NULL) {
+        err = mvcc_kv_fill(w->arena, &rec, prev->main, false, &result->prev_kv);
+        if (err != FL_OK) {
+            return err;
+        }
+        result->has_prev_kv = true;
+    }
+    if (req->ignore_value) {
+        /* The old value lives in a page the writes that follow may move. */
+        value->data = mvcc_arena_dup(w->store->scratch, rec.value, rec.value_len);
+        value->len = rec.value_len;
+        if (value->data == NULL) {
+            return FL_ERR_NOMEM;
+        }
+    }
+    if (req->ignore_lease) {
+        *lease = rec.lease;
+    }
+    return FL_OK;
+}
+
 fl_err mvcc_write_put(mvcc_wctx *w, const mvcc_put_req *req, mvcc_put_result *result)
 {
     const mvcc_view *view = w->view;
@@ -94,41 +141,9 @@ fl_err mvcc_write_put(mvcc_wctx *w, const mvcc_put_req *req, mvcc_put_result *re
     bool live = found && !(prev.flags & MVCC_VF_TOMBSTONE);
     mvcc_bytes value = req->value;
     int64_t lease = req->lease;
-    if (live && (req->prev_kv || req->ignore_value || req->ignore_lease)) {
-        mvcc_rec rec;
-        err = mvcc_rec_get(view, prev.main, prev.sub, &rec);
-        if (err != FL_OK) {
-            return err;
-        }
-        if (req->prev_kv && result != NULL) {
-            err = mvcc_kv_fill(w->arena, &rec, prev.main, false, &result->prev_kv);
-            if (err != FL_OK) {
-                return err;
-            }
-            result->has_prev_kv = true;
-        }
-        if (req->ignore_value) {
-            /* The old value lives in a page the writes below may move. */
-            value.data = mvcc_arena_dup(store->scratch, rec.value, rec.value_len);
-            value.len = rec.value_len;
-            if (value.data == NULL) {
-                return FL_ERR_NOMEM;
-            }
-        }
-        if (req->ignore_lease) {
-            lease = rec.lease;
-        }
-    } else {
-        /* Absent key: the caller checked existence where etcd does; the
-         * leftovers (a from-key delete earlier in the same txn) get an empty
-         * value / no lease rather than etcd 3.4's panic. */
-        if (req->ignore_value) {
-            value.data = NULL;
-            value.len = 0;
-        }
-        if (req->ignore_lease) {
-            lease = 0;
-        }
+    err = put_resolve(w, req, live ? &prev : NULL, result, &value, &lease);
+    if (err != FL_OK) {
+        return err;
     }
     uint64_t seq = 0;
     bool long_key = req->key.len > MVCC_IKEY_PREFIX;
@@ -189,15 +204,48 @@ typedef struct staged_key {
     uint64_t seq;
 } staged_key;
 
+/* Copies what the tombstone of hit needs (key, ikey) out of LMDB memory,
+ * and its prev kv if wanted. */
+static fl_err stage_key(mvcc_wctx *w, mvcc_hit *hit, staged_key *sk, mvcc_kv *prev)
+{
+    mvcc_store *store = w->store;
+    bool long_key = hit->key_len > MVCC_IKEY_PREFIX;
+    if ((prev != NULL || long_key) && !hit->has_rec) {
+        fl_err err = mvcc_rec_get(w->view, hit->dup.main, hit->dup.sub, &hit->rec);
+        if (err != FL_OK) {
+            return err;
+        }
+        hit->has_rec = true;
+    }
+    if (prev != NULL) {
+        fl_err err = mvcc_kv_fill(w->arena, &hit->rec, hit->dup.main, false, prev);
+        if (err != FL_OK) {
+            return err;
+        }
+    }
+    sk->key.data = mvcc_arena_dup(store->scratch, hit->key, hit->key_len);
+    sk->key.len = hit->key_len;
+    sk->ikey_len = long_key ? MVCC_IKEY_LONG : hit->key_len;
+    sk->ikey = mvcc_arena_alloc(store->scratch, sk->ikey_len);
+    if (sk->key.data == NULL || sk->ikey == NULL) {
+        return FL_ERR_NOMEM;
+    }
+    memcpy(sk->ikey, hit->key, long_key ? MVCC_IKEY_PREFIX : hit->key_len);
+    sk->seq = long_key ? hit->rec.seq : 0;
+    if (long_key) {
+        mvcc_put_u64(sk->ikey + MVCC_IKEY_PREFIX, sk->seq);
+    }
+    return FL_OK;
+}
+
 fl_err mvcc_write_delete(mvcc_wctx *w, const mvcc_delete_req *req, mvcc_delete_result *result)
 {
     mvcc_store *store = w->store;
-    const mvcc_view *view = w->view;
     if (req->key.len == 0) {
         return FL_ERR_KEY_EMPTY;
     }
     int64_t total = 0;
-    fl_err err = mvcc_scan(store, view, req->key, req->range_end, INT64_MAX, SIZE_MAX, &total);
+    fl_err err = mvcc_scan(store, w->view, req->key, req->range_end, INT64_MAX, SIZE_MAX, &total);
     if (err != FL_OK) {
         return err;
     }
@@ -213,58 +261,31 @@ fl_err mvcc_write_delete(mvcc_wctx *w, const mvcc_delete_req *req, mvcc_delete_r
     if (staged == NULL) {
         return FL_ERR_NOMEM;
     }
-    bool want_prev = req->prev_kv && result != NULL;
     mvcc_kv *prev = NULL;
-    if (want_prev) {
+    if (req->prev_kv && result != NULL) {
         prev = mvcc_arena_alloc(w->arena, n * sizeof *prev);
         if (prev == NULL) {
             return FL_ERR_NOMEM;
         }
     }
     for (size_t i = 0; i < n; i++) {
-        mvcc_hit *hit = &store->hits.items[i];
-        bool long_key = hit->key_len > MVCC_IKEY_PREFIX;
-        if (want_prev || long_key) {
-            if (!hit->has_rec) {
-                err = mvcc_rec_get(view, hit->dup.main, hit->dup.sub, &hit->rec);
-                if (err != FL_OK) {
-                    return err;
-                }
-                hit->has_rec = true;
-            }
-        }
-        if (want_prev) {
-            err = mvcc_kv_fill(w->arena, &hit->rec, hit->dup.main, false, &prev[i]);
-            if (err != FL_OK) {
-                return err;
-            }
-        }
-        staged_key *sk = &staged[i];
-        sk->key.data = mvcc_arena_dup(store->scratch, hit->key, hit->key_len);
-        sk->key.len = hit->key_len;
-        sk->ikey_len = long_key ? MVCC_IKEY_LONG : hit->key_len;
-        sk->ikey = mvcc_arena_alloc(store->scratch, sk->ikey_len);
-        if (sk->key.data == NULL || sk->ikey == NULL) {
-            return FL_ERR_NOMEM;
-        }
-        memcpy(sk->ikey, hit->key, long_key ? MVCC_IKEY_PREFIX : hit->key_len);
-        sk->seq = long_key ? hit->rec.seq : 0;
-        if (long_key) {
-            mvcc_put_u64(sk->ikey + MVCC_IKEY_PREFIX, sk->seq);
+        err = stage_key(w, &store->hits.items[i], &staged[i], prev ? &prev[i] : NULL);
+        if (err != FL_OK) {
+            return err;
         }
     }
-    if (want_prev) {
+    if (prev != NULL) {
         result->prev_kvs = prev;
         result->prev_kvs_count = n;
     }
+    /* Only now write: the hits pointed into pages the writes may move. */
     mvcc_bytes empty = {NULL, 0};
     for (size_t i = 0; i < n; i++) {
         staged_key *sk = &staged[i];
         mvcc_dup dup = {
             .main = w->begin_revision + 1,
             .sub = w->sub,
-            .flags = MVCC_VF_TOMBSTONE |
-                     (sk->seq != 0 || sk->key.len > MVCC_IKEY_PREFIX ? MVCC_VF_LONGKEY : 0),
+            .flags = MVCC_VF_TOMBSTONE | (sk->key.len > MVCC_IKEY_PREFIX ? MVCC_VF_LONGKEY : 0),
         };
         err = write_version(w, sk->ikey, sk->ikey_len, sk->key, empty, &dup, 0, sk->seq);
         if (err != FL_OK) {
