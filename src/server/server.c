@@ -293,8 +293,13 @@ void server_finish_stop(server *srv)
     srv->handles_open = 2;
     uv_close((uv_handle_t *)&srv->async, on_handle_closed);
     uv_close((uv_handle_t *)&srv->idle, on_handle_closed);
-    FL_LOG_INFOF("server", "member stopped", "name=%s applied_index=%" PRIu64, srv->name,
-                 mvcc_applied_index(srv->store));
+    server_stats stats;
+    server_get_stats(srv, &stats);
+    FL_LOG_INFOF("server", "member stopped",
+                 "name=%s applied_index=%" PRIu64 " writes_acked=%" PRIu64 " writes_failed=%" PRIu64
+                 " wal_syncs=%" PRIu64,
+                 srv->name, mvcc_applied_index(srv->store), stats.writes_acked, stats.writes_failed,
+                 stats.wal_syncs);
 }
 
 void server_destroy(server *srv)
