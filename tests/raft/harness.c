@@ -170,6 +170,95 @@ static void send(struct h_cluster *c, struct h_node *nd, const struct raft_msg *
     }
 }
 
+static void trace_msg(struct h_cluster *c, const struct raft_msg *m, bool dropped)
+{
+    if (c->trace == NULL) {
+        return;
+    }
+    fprintf(c->trace, "  %llu->%llu %s term=%llu", (unsigned long long)m->from,
+            (unsigned long long)m->to, raft_msg_type_name(m->type), (unsigned long long)m->term);
+    switch (m->type) {
+    case RAFT_MSG_APPEND:
+        fprintf(c->trace, " prev=%llu/%llu commit=%llu entries=[", (unsigned long long)m->index,
+                (unsigned long long)m->log_term, (unsigned long long)m->commit);
+        for (uint32_t i = 0; i < m->n_entries; i++) {
+            fprintf(c->trace, "%s%llu/%llu%s", i ? " " : "",
+                    (unsigned long long)m->entries[i].index, (unsigned long long)m->entries[i].term,
+                    m->entries[i].type == RAFT_ENTRY_CONF_CHANGE ? "cc" : "");
+        }
+        fprintf(c->trace, "]");
+        break;
+    case RAFT_MSG_APPEND_RESP:
+        fprintf(c->trace, " index=%llu%s", (unsigned long long)m->index,
+                m->reject ? " reject" : "");
+        if (m->reject) {
+            fprintf(c->trace, " hint=%llu/%llu", (unsigned long long)m->reject_hint,
+                    (unsigned long long)m->log_term);
+        }
+        break;
+    case RAFT_MSG_VOTE:
+    case RAFT_MSG_PREVOTE:
+        fprintf(c->trace, " last=%llu/%llu%s", (unsigned long long)m->index,
+                (unsigned long long)m->log_term, m->context ? " transfer" : "");
+        break;
+    case RAFT_MSG_VOTE_RESP:
+    case RAFT_MSG_PREVOTE_RESP:
+        fprintf(c->trace, "%s", m->reject ? " reject" : " grant");
+        break;
+    case RAFT_MSG_HEARTBEAT:
+        fprintf(c->trace, " commit=%llu round=%llu", (unsigned long long)m->commit,
+                (unsigned long long)m->context);
+        break;
+    case RAFT_MSG_HEARTBEAT_RESP:
+        fprintf(c->trace, " round=%llu", (unsigned long long)m->context);
+        break;
+    case RAFT_MSG_SNAPSHOT:
+        fprintf(c->trace, " snapshot=%llu/%llu", (unsigned long long)m->snapshot.index,
+                (unsigned long long)m->snapshot.term);
+        break;
+    case RAFT_MSG_READ_INDEX:
+    case RAFT_MSG_READ_INDEX_RESP:
+        fprintf(c->trace, " index=%llu read=%llu", (unsigned long long)m->index,
+                (unsigned long long)m->context);
+        break;
+    case RAFT_MSG_TIMEOUT_NOW:
+        break;
+    }
+    fprintf(c->trace, "%s\n", dropped ? " DROPPED" : "");
+}
+
+static void trace_ready(struct h_cluster *c, raft_id id, const struct raft_ready *rd)
+{
+    if (c->trace == NULL) {
+        return;
+    }
+    fprintf(c->trace, "ready %llu:", (unsigned long long)id);
+    if (rd->has_soft_state) {
+        fprintf(c->trace, " %s(lead=%llu)", raft_role_name(rd->soft_state.role),
+                (unsigned long long)rd->soft_state.lead);
+    }
+    if (rd->has_hard_state) {
+        fprintf(c->trace, " hs=%llu/%llu/%llu", (unsigned long long)rd->hard_state.term,
+                (unsigned long long)rd->hard_state.vote, (unsigned long long)rd->hard_state.commit);
+    }
+    if (rd->snapshot != NULL) {
+        fprintf(c->trace, " snapshot=%llu", (unsigned long long)rd->snapshot->index);
+    }
+    if (rd->n_entries > 0) {
+        fprintf(c->trace, " persist=%llu..%llu", (unsigned long long)rd->entries[0].index,
+                (unsigned long long)rd->entries[rd->n_entries - 1].index);
+    }
+    if (rd->n_committed > 0) {
+        fprintf(c->trace, " apply=%llu..%llu", (unsigned long long)rd->committed[0].index,
+                (unsigned long long)rd->committed[rd->n_committed - 1].index);
+    }
+    for (size_t i = 0; i < rd->n_read_states; i++) {
+        fprintf(c->trace, " read(%llu)@%llu", (unsigned long long)rd->read_states[i].read_id,
+                (unsigned long long)rd->read_states[i].index);
+    }
+    fprintf(c->trace, " msgs=%zu\n", rd->n_msgs);
+}
+
 void h_ready(struct h_cluster *c, raft_id id)
 {
     struct h_node *nd = node(c, id);
@@ -178,6 +267,7 @@ void h_ready(struct h_cluster *c, raft_id id)
     }
     struct raft_ready rd;
     raft_ready(nd->raft, &rd);
+    trace_ready(c, id, &rd);
     persist(nd, &rd);
     for (size_t i = 0; i < rd.n_msgs; i++) {
         send(c, nd, &rd.msgs[i]);
@@ -206,7 +296,9 @@ void h_deliver_all(struct h_cluster *c)
     for (size_t i = 0; i < n; i++) {
         struct raft_msg *m = &batch[i];
         struct h_node *to = node(c, m->to);
-        if (to->raft != NULL && !c->cut[m->from][m->to]) {
+        bool delivered = to->raft != NULL && !c->cut[m->from][m->to];
+        trace_msg(c, m, !delivered);
+        if (delivered) {
             (void)raft_step(to->raft, m);
         }
         for (uint32_t e = 0; e < m->n_entries; e++) {

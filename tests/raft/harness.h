@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "raft/raft.h"
 
@@ -49,6 +50,7 @@ struct h_cluster {
     size_t n_net, cap_net;
     bool cut[H_NODES_MAX + 1][H_NODES_MAX + 1]; /* cut[from][to] drops */
     uint64_t rng;
+    FILE *trace; /* if set: every delivery and ready, one readable line each */
 };
 
 /* n voters (ids 1..n) bootstrapped together, plus `extra` nodes (ids n+1..)
