@@ -30,6 +30,7 @@
 #define CONN_STREAM_WINDOW     (16u << 20) /* our receive window per stream */
 #define CONN_SESSION_WINDOW    (64u << 20) /* and per connection */
 #define DEADLINE_TICK_MS       10
+#define REFUSED_RETRIES_MAX    3 /* per call; a refused stream was never processed */
 #define HOST_BYTES             80
 
 typedef struct req req;
@@ -49,6 +50,7 @@ struct req {
     uint8_t *resp; /* gRPC-framed response bytes received so far; owned */
     size_t resp_len, resp_cap;
     int32_t stream_id;
+    uint32_t refused; /* times the server refused the stream (REFUSED_STREAM) */
     int http_status;
     int grpc_status; /* -1 until the trailers say */
     bool resp_too_large;
@@ -350,7 +352,23 @@ static int on_stream_close(nghttp2_session *s, int32_t stream_id, uint32_t error
     nghttp2_session_set_stream_user_data(s, stream_id, NULL);
     assert(r->conn == cn);
     list_remove(&cn->inflight, r);
-    req_complete(r, error_code);
+    if (error_code == NGHTTP2_REFUSED_STREAM && r->http_status == 0 &&
+        r->refused < REFUSED_RETRIES_MAX && !cn->c->closing) {
+        /* RFC 9113 8.7: a refused stream was not processed, so even a Put may
+         * go again (e.g. streams past a GOAWAY's last id). */
+        r->refused++;
+        r->conn = NULL;
+        r->stream_id = 0;
+        r->body_sent = 0;
+        r->grpc_status = -1;
+        r->message[0] = '\0';
+        free(r->resp);
+        r->resp = NULL;
+        r->resp_len = r->resp_cap = 0;
+        list_push_front(&cn->c->queue, r);
+    } else {
+        req_complete(r, error_code);
+    }
     client_pump(cn->c); /* a slot is free */
     return 0;
 }

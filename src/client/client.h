@@ -9,8 +9,9 @@
  * connection cannot be made or is lost, and the mapping of a gRPC status plus
  * etcd's message text back to fl_err.
  * Must not: depend on server code (src/server, src/api, src/mvcc ...), retry a
- * call on its own (a Put that may have been applied is never sent twice), or
- * block inside the async API.
+ * call that may have been processed (a Put that may have been applied is never
+ * sent twice; only streams the server refused with REFUSED_STREAM are queued
+ * again, at most 3 times), or block inside the async API after client_open.
  *
  * MESSAGES. Requests and responses are the protobuf-c structs generated from
  * proto/rpc.proto ("rpc.pb-c.h": Etcdserverpb__RangeRequest, ...). The caller
