@@ -142,12 +142,12 @@ struct raft_node {
     bool bcast_pending; /* leader: send appends when the ready is built */
 
     /* read_only.c */
-    struct raft_read_req *reads; /* ring of RAFT_READS_MAX */
-    uint32_t reads_start, reads_len;
+    struct raft_read_req *reads; /* ring, grown on demand up to RAFT_READS_MAX */
+    uint32_t reads_start, reads_len, reads_cap;
     uint64_t read_round;
     bool read_round_pending;
-    struct raft_read_state *read_states;
-    uint32_t n_read_states;
+    struct raft_read_state *read_states; /* grown on demand up to RAFT_READS_MAX */
+    uint32_t n_read_states, read_states_cap;
 
     /* ready.c */
     struct raft_msg_queue out, handed;
@@ -157,7 +157,7 @@ struct raft_node {
     uint64_t ready_stable_to, ready_applied_to;
     bool ready_snapshot;
     struct raft_read_state *handed_read_states;
-    uint32_t n_handed_read_states;
+    uint32_t n_handed_read_states, handed_read_states_cap;
 };
 
 /* raft.c */

@@ -82,6 +82,26 @@ uint64_t raft_random_timeout(struct raft_node *n)
 
 /* ---- life cycle ---- */
 
+static bool conf_valid(const struct raft_conf *c)
+{
+    return c->n_voters <= RAFT_MEMBERS_MAX && c->n_voters_outgoing <= RAFT_MEMBERS_MAX &&
+           c->n_learners <= RAFT_MEMBERS_MAX;
+}
+
+static bool entries_valid(const struct raft_entry *es, size_t n, uint64_t prev_index,
+                          uint64_t prev_term)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct raft_entry *e = &es[i];
+        uint64_t min_term = i == 0 ? prev_term : es[i - 1].term;
+        if (e->index != prev_index + 1 + i || e->term < min_term ||
+            (e->len > 0 && e->data == NULL) || e->type > RAFT_ENTRY_CONF_CHANGE) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static fl_err config_check(const struct raft_config *c)
 {
     if (c->id == 0 || c->election_tick < 2 || c->heartbeat_tick == 0 ||
@@ -95,6 +115,11 @@ static fl_err config_check(const struct raft_config *c)
 static fl_err restore_log(struct raft_node *n, const struct raft_restore *r)
 {
     const struct raft_snapshot *s = &r->snapshot;
+    if (!conf_valid(&s->conf) || (s->len > 0 && s->data == NULL) ||
+        (r->n_entries > 0 && r->entries == NULL) ||
+        !entries_valid(r->entries, r->n_entries, s->index, s->term)) {
+        return FL_ERR_INVALID;
+    }
     fl_err err = raft_log_init(&n->log, s->index, s->term);
     if (err != FL_OK) {
         return err;
@@ -109,9 +134,6 @@ static fl_err restore_log(struct raft_node *n, const struct raft_restore *r)
     }
     for (size_t i = 0; i < r->n_entries; i++) {
         struct raft_entry e = r->entries[i];
-        if (e.index != raft_log_last_index(&n->log) + 1 || e.term < raft_log_last_term(&n->log)) {
-            return FL_ERR_INVALID;
-        }
         e.data = raft_blob_new(e.data, e.len);
         if (e.len > 0 && e.data == NULL) {
             return FL_ERR_NOMEM;
@@ -167,12 +189,8 @@ fl_err raft_new(const struct raft_config *config, const struct raft_restore *res
     n->cfg = *config;
     n->id = config->id;
     n->prs = calloc(RAFT_MEMBERS_MAX, sizeof(*n->prs));
-    n->reads = calloc(RAFT_READS_MAX, sizeof(*n->reads));
-    n->read_states = calloc(RAFT_READS_MAX, sizeof(*n->read_states));
-    n->handed_read_states = calloc(RAFT_READS_MAX, sizeof(*n->handed_read_states));
     err = FL_ERR_NOMEM;
-    if (n->prs != NULL && n->reads != NULL && n->read_states != NULL &&
-        n->handed_read_states != NULL) {
+    if (n->prs != NULL) {
         err = restore_log(n, restore);
     }
     if (err == FL_OK) {
@@ -311,18 +329,22 @@ static void step_follower_msg(struct raft_node *n, const struct raft_msg *m)
     }
 }
 
+/* Messages come off the network: nothing in them may break an invariant. */
 static fl_err msg_check(const struct raft_node *n, const struct raft_msg *m)
 {
     if (m->type < RAFT_MSG_APPEND || m->type > RAFT_MSG_READ_INDEX_RESP || m->from == 0 ||
         m->from == n->id || (m->n_entries > 0 && m->entries == NULL) ||
-        m->n_entries > RAFT_MSG_ENTRIES_MAX) {
+        m->n_entries > RAFT_MSG_ENTRIES_MAX || (m->n_entries > 0 && m->type != RAFT_MSG_APPEND)) {
         return FL_ERR_INVALID;
     }
-    for (uint32_t i = 0; i < m->n_entries; i++) {
-        const struct raft_entry *e = &m->entries[i];
-        if (e->index != m->index + 1 + i || (e->len > 0 && e->data == NULL) || e->term > m->term) {
-            return FL_ERR_INVALID;
-        }
+    if (!entries_valid(m->entries, m->n_entries, m->index, m->log_term) ||
+        (m->n_entries > 0 && m->entries[m->n_entries - 1].term > m->term)) {
+        return FL_ERR_INVALID;
+    }
+    if (m->type == RAFT_MSG_SNAPSHOT &&
+        (!conf_valid(&m->snapshot.conf) || (m->snapshot.len > 0 && m->snapshot.data == NULL) ||
+         m->snapshot.index == 0 || m->snapshot.term > m->term)) {
+        return FL_ERR_INVALID;
     }
     return FL_OK;
 }
@@ -401,6 +423,9 @@ fl_err raft_compact(struct raft_node *n, const void *data, uint32_t len, uint64_
     assert(!n->in_ready);
     struct raft_log *log = &n->log;
     uint64_t index = log->applied;
+    if (n->snapshot_to_install) {
+        return FL_ERR_BUSY; /* the caller has not installed the received snapshot yet */
+    }
     if (index < n->snapshot.index) {
         return FL_ERR_INVALID;
     }

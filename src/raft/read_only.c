@@ -10,12 +10,25 @@
  * A new leader also waits until it has committed an entry of its own term,
  * as before that its commit index may lag what was committed.
  */
+#include <stdlib.h>
+#include <string.h>
+
 #include "raft/internal.h"
 
+/* Most groups never serve a read: the queues start empty and double on demand. */
 fl_err raft_read_state_push(struct raft_node *n, uint64_t index, uint64_t read_id)
 {
     if (n->n_read_states == RAFT_READS_MAX) {
         return FL_ERR_BUSY;
+    }
+    if (n->n_read_states == n->read_states_cap) {
+        uint32_t cap = n->read_states_cap ? n->read_states_cap * 2 : 16;
+        struct raft_read_state *grown = realloc(n->read_states, cap * sizeof(*grown));
+        if (grown == NULL) {
+            return FL_ERR_NOMEM;
+        }
+        n->read_states = grown; /* owned by the node */
+        n->read_states_cap = cap;
     }
     n->read_states[n->n_read_states++] = (struct raft_read_state){index, read_id};
     return FL_OK;
@@ -32,6 +45,23 @@ static void answer(struct raft_node *n, raft_id to, uint64_t read_id, uint64_t i
                   .type = RAFT_MSG_READ_INDEX_RESP, .to = to, .index = index, .context = read_id});
 }
 
+static fl_err reads_grow(struct raft_node *n)
+{
+    uint32_t cap = n->reads_cap ? n->reads_cap * 2 : 16;
+    struct raft_read_req *grown = malloc(cap * sizeof(*grown)); /* owned by the node */
+    if (grown == NULL) {
+        return FL_ERR_NOMEM;
+    }
+    for (uint32_t i = 0; i < n->reads_len; i++) { /* unwrap the ring */
+        grown[i] = n->reads[(n->reads_start + i) % n->reads_cap];
+    }
+    free(n->reads);
+    n->reads = grown;
+    n->reads_cap = cap;
+    n->reads_start = 0;
+    return FL_OK;
+}
+
 fl_err raft_read_request(struct raft_node *n, uint64_t read_id, raft_id from)
 {
     assert(n->role == RAFT_LEADER);
@@ -43,7 +73,10 @@ fl_err raft_read_request(struct raft_node *n, uint64_t read_id, raft_id from)
     if (n->reads_len == RAFT_READS_MAX) {
         return FL_ERR_BUSY;
     }
-    uint32_t slot = (n->reads_start + n->reads_len) % RAFT_READS_MAX;
+    if (n->reads_len == n->reads_cap && reads_grow(n) != FL_OK) {
+        return FL_ERR_NOMEM;
+    }
+    uint32_t slot = (n->reads_start + n->reads_len) % n->reads_cap;
     n->reads[slot] = (struct raft_read_req){read_id, from, n->read_round + 1};
     n->reads_len++;
     n->read_round_pending = true;
@@ -78,7 +111,7 @@ void raft_read_release(struct raft_node *n)
     while (n->reads_len > 0 && n->reads[n->reads_start].round <= confirmed) {
         struct raft_read_req *r = &n->reads[n->reads_start];
         answer(n, r->from, r->read_id, n->log.committed);
-        n->reads_start = (n->reads_start + 1) % RAFT_READS_MAX;
+        n->reads_start = (n->reads_start + 1) % n->reads_cap;
         n->reads_len--;
     }
 }

@@ -70,8 +70,11 @@ void raft_ready(struct raft_node *n, struct raft_ready *rd)
     rd->msgs = n->handed.msgs;
     rd->n_msgs = n->handed.len;
     struct raft_read_state *rs = n->handed_read_states;
+    uint32_t rs_cap = n->handed_read_states_cap;
     n->handed_read_states = n->read_states;
+    n->handed_read_states_cap = n->read_states_cap;
     n->read_states = rs;
+    n->read_states_cap = rs_cap;
     n->n_handed_read_states = n->n_read_states;
     n->n_read_states = 0;
     rd->read_states = n->handed_read_states;
