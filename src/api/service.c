@@ -386,7 +386,8 @@ static void handle_member_list(api_call *call, ProtobufCMessage *request)
     api_arena *arena = &call->arena;
     Etcdserverpb__MemberListResponse r;
     etcdserverpb__member_list_response__init(&r);
-    r.header = api_header_to_pb(arena, &sh, sh.revision);
+    /* etcd's cluster server header has no revision (ClusterServer.header). */
+    r.header = api_header_to_pb(arena, &sh, 0);
     Etcdserverpb__Member *msgs = count ? api_arena_calloc(arena, count, sizeof(*msgs)) : NULL;
     r.members = count ? api_arena_alloc(arena, count * sizeof(*r.members)) : NULL;
     bool ok = r.header != NULL && (count == 0 || (msgs != NULL && r.members != NULL));

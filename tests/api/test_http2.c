@@ -632,6 +632,8 @@ static void test_status_and_member_list(void **state)
     protobuf_c_message_free_unpacked(&st->base, NULL);
     Etcdserverpb__MemberListResponse *ml =
         (void *)reply_message(m, &etcdserverpb__member_list_response__descriptor);
+    assert_int_equal(ml->header->member_id, 0x2222);
+    assert_int_equal(ml->header->revision, 0); /* as etcd's */
     assert_int_equal(ml->n_members, 1);
     assert_string_equal(ml->members[0]->name, "fake");
     assert_int_equal(ml->members[0]->n_peerurls, 1);
