@@ -166,7 +166,9 @@ static fl_err scan_long_group(scan_state *s, MDB_val *k, MDB_val *v, bool *stop)
         *v = nv;
     }
     size_t n = hits->count - base;
-    qsort(hits->items + base, n, sizeof(mvcc_hit), hit_key_cmp);
+    if (n > 1) {
+        qsort(hits->items + base, n, sizeof(mvcc_hit), hit_key_cmp);
+    }
     /* Accept in key order, compacting the slice in place (the write index
      * never passes the read index, and never passes max_keep). */
     size_t write = base;
@@ -380,7 +382,7 @@ static fl_err range_select(const mvcc_view *view, const mvcc_range_req *req, mvc
     }
     bool sorted_already = order == MVCC_SORT_NONE ||
                           (order == MVCC_SORT_ASCEND && req->sort_target == MVCC_SORT_BY_KEY);
-    if (sorted_already) {
+    if (sorted_already || *n < 2) {
         return FL_OK;
     }
     if (req->sort_target == MVCC_SORT_BY_VALUE) {
