@@ -403,11 +403,15 @@ static bool client_has_live_conn(const client *c)
     return false;
 }
 
+/* Fails the calls queued now. Calls that done callbacks start meanwhile stay
+ * queued (failing them here could loop forever). */
 static void fail_queue(client *c, fl_err err, const char *msg)
 {
-    while (c->queue.head != NULL) {
-        req *r = c->queue.head;
-        list_remove(&c->queue, r);
+    req_list waiting = c->queue;
+    c->queue = (req_list){0};
+    while (waiting.head != NULL) {
+        req *r = waiting.head;
+        list_remove(&waiting, r);
         req_finish(r, err, -1, msg, NULL);
     }
 }
@@ -433,6 +437,12 @@ static void on_tcp_closed(uv_handle_t *h)
     }
     cn->state = CONN_IDLE;
     cn->write_outstanding = 0;
+    bool was_ready = cn->was_ready;
+    if (!c->closing) {
+        cn->endpoint = (cn->endpoint + 1) % c->endpoint_count;
+        cn->attempts = was_ready ? 0 : cn->attempts + 1;
+    }
+    /* done callbacks may start calls, which may reconnect this connection */
     while (lost.head != NULL) {
         req *r = lost.head;
         list_remove(&lost, r);
@@ -442,13 +452,12 @@ static void on_tcp_closed(uv_handle_t *h)
         client_maybe_finish_close(c);
         return;
     }
-    cn->endpoint = (cn->endpoint + 1) % c->endpoint_count;
-    if (cn->was_ready) {
-        cn->attempts = 0;
+    if (cn->state != CONN_IDLE)
+        return; /* a callback's call already reconnected it */
+    if (was_ready) {
         client_pump(c);
         return;
     }
-    cn->attempts++;
     if (cn->attempts < c->endpoint_count && c->queue.count > 0) {
         conn_connect(cn);
         return;

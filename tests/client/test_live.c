@@ -3,6 +3,7 @@
  *   LIVE: a serving member; DEAD: nothing listens; BLACKHOLE: accepts TCP and
  *   never answers. Prints one line per check; exits non-zero on the first
  *   failure. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -187,6 +188,72 @@ static void check_errors(void)
     printf("ok errors: key empty, future revision, txn compare-and-swap, status, member list\n");
 }
 
+/* A caller's retry policy runs inside done: each failure starts the next call. */
+typedef struct retrier {
+    client *c;
+    int calls, failures, depth, max_depth;
+    uint64_t iteration, last_failure_iteration;
+    bool same_iteration; /* two failures in one loop turn: a retry never got its own connect */
+    Etcdserverpb__RangeRequest *req;
+} retrier;
+
+static void count_iteration(uv_check_t *h)
+{
+    ((retrier *)h->data)->iteration++;
+}
+
+static void retry_done(void *ctx, const client_status *st, void *resp)
+{
+    retrier *r = ctx;
+    r->depth++;
+    if (r->depth > r->max_depth)
+        r->max_depth = r->depth;
+    client_free_response(resp);
+    if (st->err == FL_ERR_UNAVAILABLE) {
+        if (r->failures > 0 && r->iteration == r->last_failure_iteration)
+            r->same_iteration = true;
+        r->last_failure_iteration = r->iteration;
+        r->failures++;
+    }
+    if (r->calls < 5) {
+        r->calls++;
+        CHECK(client_call(r->c, CLIENT_RANGE, r->req, 5000, retry_done, r) == FL_OK,
+              "retry accepted");
+    }
+    r->depth--;
+}
+
+static void check_retry_from_done(void)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    const char *eps[] = {dead};
+    client_options o = {.endpoints = eps, .endpoint_count = 1, .connections = 2};
+    retrier r = {0};
+    CHECK(client_open(&loop, &o, &r.c) == FL_OK, "open");
+    uv_check_t turns;
+    uv_check_init(&loop, &turns);
+    turns.data = &r;
+    uv_check_start(&turns, count_iteration);
+    Etcdserverpb__RangeRequest rr;
+    etcdserverpb__range_request__init(&rr);
+    rr.key = (ProtobufCBinaryData){1, (uint8_t *)"k"};
+    r.req = &rr;
+    r.calls = 1;
+    CHECK(client_call(r.c, CLIENT_RANGE, &rr, 5000, retry_done, &r) == FL_OK, "call");
+    uint64_t t0 = uv_hrtime();
+    while (r.failures < 5 && (uv_hrtime() - t0) < 10000000000ull)
+        uv_run(&loop, UV_RUN_ONCE);
+    CHECK(r.failures == 5 && r.calls == 5, "%d failures of %d calls", r.failures, r.calls);
+    CHECK(r.max_depth == 1, "done never nested in done (depth %d)", r.max_depth);
+    CHECK(!r.same_iteration, "each retry failed on its own connect, not in its predecessor's turn");
+    uv_close((uv_handle_t *)&turns, NULL);
+    client_close(r.c, NULL, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK(uv_loop_close(&loop) == 0, "every handle closed");
+    printf("ok retry from done: 5 calls against a dead endpoint, each failed alone\n");
+}
+
 /* 3. Deadlines, unreachable endpoints, failover. */
 static void check_failures(void)
 {
@@ -230,5 +297,6 @@ int main(int argc, char **argv)
     check_pipelining();
     check_errors();
     check_failures();
+    check_retry_from_done();
     return 0;
 }
