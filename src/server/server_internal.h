@@ -20,12 +20,14 @@
 /* Bounds. */
 #define SERVER_PENDING_WRITES_DEFAULT 65536u
 #define SERVER_PENDING_READS_MAX      65536u
-#define SERVER_WAL_BATCH_MAX          1024u       /* entries per wal_append_batch */
-#define SERVER_WAL_BATCH_BYTES_MAX    (16u << 20) /* payload bytes per batch (one write needs more) \
-                                                   */
-#define SERVER_PENDING_BYTES_MAX (256ull << 20)   /* payload bytes accepted, not yet answered */
-#define SERVER_REPLAY_BATCH_MAX  1024u            /* entries per LMDB txn during recovery */
-#define SERVER_URLS_MAX          16u
+/* payload bytes accepted and not yet answered */
+#define SERVER_PENDING_BYTES_MAX (256ull << 20)
+/* one wal_append_batch: entries, and payload bytes (a single larger write still goes alone) */
+#define SERVER_WAL_BATCH_MAX       1024u
+#define SERVER_WAL_BATCH_BYTES_MAX (16u << 20)
+/* entries per LMDB transaction during recovery */
+#define SERVER_REPLAY_BATCH_MAX 1024u
+#define SERVER_URLS_MAX         16u
 
 /* One accepted write, from server_write until its done callback. Owned by
  * the server; it moves loop -> writer queue -> done list -> loop. */
