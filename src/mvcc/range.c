@@ -444,19 +444,18 @@ fl_err mvcc_range_in(mvcc_store *store, const mvcc_view *view, const mvcc_range_
     if (rev < compact) {
         return FL_ERR_COMPACTED;
     }
-    mvcc_sort_order order = req->sort_order;
-    if (req->sort_target != MVCC_SORT_BY_KEY && order == MVCC_SORT_NONE) {
-        order = MVCC_SORT_ASCEND; /* etcd's rule: a non-key target sorts ascending */
-    }
-    bool need_all = order != MVCC_SORT_NONE || req->min_mod_revision != 0 ||
-                    req->max_mod_revision != 0 || req->min_create_revision != 0 ||
-                    req->max_create_revision != 0;
-    /* Keep only what can be returned; count everything (etcd's count). */
+    /* As etcd: everything is fetched when the request asks for an order or
+     * a filter; otherwise limit + 1 keys in key order (that is all "more"
+     * needs). Note etcd's quirk kept here: a non-KEY target with order NONE
+     * still sorts ascending, but only the limit + 1 keys fetched. */
+    bool fetch_all = req->sort_order != MVCC_SORT_NONE || req->min_mod_revision != 0 ||
+                     req->max_mod_revision != 0 || req->min_create_revision != 0 ||
+                     req->max_create_revision != 0;
     size_t max_keep = SIZE_MAX;
     if (req->count_only) {
         max_keep = 0;
-    } else if (!need_all && req->limit > 0) {
-        max_keep = (uint64_t)req->limit < SIZE_MAX ? (size_t)req->limit : SIZE_MAX;
+    } else if (!fetch_all && req->limit > 0 && (uint64_t)req->limit < SIZE_MAX - 1) {
+        max_keep = (size_t)req->limit + 1;
     }
     int64_t total = 0;
     int64_t scan_rev = rev >= current ? INT64_MAX : rev;
@@ -468,17 +467,17 @@ fl_err mvcc_range_in(mvcc_store *store, const mvcc_view *view, const mvcc_range_
     if (req->count_only) {
         return FL_OK;
     }
+    mvcc_sort_order order = req->sort_order;
+    if (req->sort_target != MVCC_SORT_BY_KEY && order == MVCC_SORT_NONE) {
+        order = MVCC_SORT_ASCEND; /* etcd's rule: a non-key target sorts ascending */
+    }
     size_t n = store->hits.count;
-    if (need_all) {
-        err = range_select(view, req, order, &store->hits, &n);
-        if (err != FL_OK) {
-            return err;
-        }
-        if (req->limit > 0 && n > (uint64_t)req->limit) {
-            n = (size_t)req->limit;
-            result->more = true;
-        }
-    } else if (req->limit > 0 && total > req->limit) {
+    err = range_select(view, req, order, &store->hits, &n);
+    if (err != FL_OK) {
+        return err;
+    }
+    if (req->limit > 0 && n > (uint64_t)req->limit) {
+        n = (size_t)req->limit;
         result->more = true;
     }
     return range_emit(view, req, &store->hits, n, arena, result);

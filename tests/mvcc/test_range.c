@@ -191,6 +191,24 @@ static void sort_by_version(void **state)
           (const char *[]){"c", NULL}, 4, true);
 }
 
+static void sort_target_without_order_sorts_only_the_fetched(void **state)
+{
+    /* etcd 3.4 quirk: order NONE with a non-KEY target sorts ascending, but
+     * the limit + 1 keys are fetched in key order first (a b c here), so d
+     * (version 1) is not considered. */
+    check(state,
+          (mvcc_range_req){
+              .key = B0, .range_end = B0, .sort_target = MVCC_SORT_BY_VERSION, .limit = 2},
+          (const char *[]){"c", "a", NULL}, 4, true);
+    check(state,
+          (mvcc_range_req){.key = B0,
+                           .range_end = B0,
+                           .sort_target = MVCC_SORT_BY_VERSION,
+                           .sort_order = MVCC_SORT_ASCEND,
+                           .limit = 2},
+          (const char *[]){"c", "d", NULL}, 4, true);
+}
+
 static void sort_by_create(void **state)
 {
     /* create: a2 b3 c4 d6 */
@@ -386,6 +404,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(count_only, setup, teardown),
         cmocka_unit_test_setup_teardown(sort_by_key, setup, teardown),
         cmocka_unit_test_setup_teardown(sort_by_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(sort_target_without_order_sorts_only_the_fetched, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(sort_by_create, setup, teardown),
         cmocka_unit_test_setup_teardown(sort_by_mod, setup, teardown),
         cmocka_unit_test_setup_teardown(sort_by_value, setup, teardown),
