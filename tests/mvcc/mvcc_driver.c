@@ -12,9 +12,12 @@
  *       where OP is "R" + range fields, "P" + put fields, "D" + del fields,
  *       "T" + txn fields (nested).
  * Every command is validated (max 128 ops), encoded and applied, as the
- * server does.
+ * server does. With an argument "batch", consecutive writes share LMDB
+ * batches (committed before each range and every 7 writes), as the server's
+ * write path does; the answers must not change.
  */
 #include <ctype.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -227,8 +230,11 @@ static const char *err_name(fl_err err, mvcc_invalid_reason why)
     return fl_err_name(err);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    bool batch = argc > 1 && strcmp(argv[1], "batch") == 0;
+    bool in_batch = false;
+    int batched = 0;
     char dir[] = "/tmp/mvcc-driver-XXXXXX";
     if (mkdtemp(dir) == NULL) {
         return 2;
@@ -244,6 +250,12 @@ int main(void)
         char *cmd = strtok_r(line, " \n", &p.save);
         if (cmd == NULL) {
             continue;
+        }
+        if (in_batch && (strcmp(cmd, "range") == 0 || batched == 7)) {
+            if (mvcc_batch_commit(store) != FL_OK) {
+                return 2;
+            }
+            in_batch = false;
         }
         if (strcmp(cmd, "range") == 0) {
             mvcc_range_req req = {0};
@@ -275,7 +287,15 @@ int main(void)
             mvcc_invalid_reason why;
             fl_err err = mvcc_request_validate_reason(&req, 128, &why);
             mvcc_response resp = {0};
+            if (err == FL_OK && batch && !in_batch) {
+                if (mvcc_batch_begin(store) != FL_OK) {
+                    return 2;
+                }
+                in_batch = true;
+                batched = 0;
+            }
             if (err == FL_OK) {
+                batched++;
                 uint8_t *buf;
                 size_t len;
                 if (mvcc_request_encode(&req, &buf, &len) != FL_OK) {
@@ -305,6 +325,9 @@ int main(void)
             free(p.allocs[i]);
         }
         fflush(stdout);
+    }
+    if (in_batch && mvcc_batch_commit(store) != FL_OK) {
+        return 2;
     }
     mvcc_close(store);
     char cmd[128];
