@@ -42,6 +42,18 @@ fl_err api_grpc_listen(uv_loop_t *loop, server *srv, const char *host, int port,
  * the listener. */
 void api_grpc_close(api_grpc_server *listener, void (*closed)(void *ctx), void *ctx);
 
+/* Counters for tests and metrics. writes < calls shows output batching;
+ * read_pauses counts the times a connection stopped reading because its
+ * output was full (backpressure). */
+typedef struct api_stats {
+    uint64_t connections_accepted;
+    uint64_t connections_open;
+    uint64_t calls;       /* streams opened */
+    uint64_t writes;      /* uv_write calls */
+    uint64_t read_pauses; /* reads stopped on a full output buffer */
+} api_stats;
+void api_grpc_stats(const api_grpc_server *listener, api_stats *out);
+
 /* The gRPC status code and etcd message text for an error (e.g.
  * FL_ERR_KEY_EMPTY -> 3 "etcdserver: key is not provided"). */
 void api_error_status(fl_err err, int *grpc_code, const char **message);

@@ -77,6 +77,7 @@ struct api_grpc_server {
     api_conn *dirty;
     api_call *free_calls;
     size_t free_calls_count;
+    api_stats stats;
     bool closing;
     int handles_open;
     void (*closed)(void *ctx);
@@ -346,6 +347,7 @@ static void conn_flush(api_conn *conn)
             return;
         }
         conn->writing = true;
+        conn->listener->stats.writes++;
     }
     if (!conn->writing && !nghttp2_session_want_read(conn->session) &&
         !nghttp2_session_want_write(conn->session)) {
@@ -354,6 +356,9 @@ static void conn_flush(api_conn *conn)
         return;
     }
     if (full) {
+        if (conn->reading) {
+            conn->listener->stats.read_pauses++;
+        }
         conn_read_stop(conn);
     } else if (nghttp2_session_want_read(conn->session)) {
         conn_read_start(conn);
@@ -457,6 +462,7 @@ void api_call_reply(api_call *call, const ProtobufCMessage *msg)
     api_grpc_write_prefix(call->resp, (uint32_t)size);
     size_t packed = protobuf_c_message_pack(msg, call->resp + API_GRPC_PREFIX_BYTES);
     assert(packed == size);
+    (void)packed; /* only asserted */
     call->resp_len = total;
     call->resp_off = 0;
     static const char status[] = "200", ctype[] = "application/grpc";
@@ -517,6 +523,7 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
     nghttp2_session_set_stream_user_data(session, frame->hd.stream_id, call);
+    conn->listener->stats.calls++;
     return 0;
 }
 
@@ -824,6 +831,7 @@ static void on_connection(uv_stream_t *listener_stream, int status)
         return;
     }
     l->conn_count++;
+    l->stats.connections_accepted++;
     conn_read_start(conn);
     conn_mark_dirty(conn); /* our SETTINGS */
 }
@@ -935,6 +943,12 @@ fl_err api_grpc_listen(uv_loop_t *loop, server *srv, const char *host, int port,
                  (unsigned long long)l->options.max_request_bytes);
     *out = l;
     return FL_OK;
+}
+
+void api_grpc_stats(const api_grpc_server *l, api_stats *out)
+{
+    *out = l->stats;
+    out->connections_open = l->conn_count;
 }
 
 void api_grpc_close(api_grpc_server *l, void (*closed)(void *ctx), void *ctx)

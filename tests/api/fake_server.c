@@ -266,6 +266,19 @@ uint64_t fake_server_requests(const server *srv)
     return srv->requests;
 }
 
+void fake_server_put_raw(server *srv, const char *key, size_t value_len, uint8_t fill)
+{
+    uint8_t *value = malloc(value_len + 1);
+    assert(value != NULL);
+    memset(value, fill, value_len);
+    mvcc_put_req put = {.key = {(const uint8_t *)key, strlen(key)}, .value = {value, value_len}};
+    fl_err err = do_put(srv, &put);
+    assert(err == FL_OK);
+    (void)err;
+    srv->revision++;
+    free(value);
+}
+
 void fake_server_fail_next_write(server *srv, fl_err err)
 {
     srv->fail_next = err;

@@ -21,6 +21,8 @@ void fake_server_hold(server *srv, bool hold);
 void fake_server_release(server *srv);
 size_t fake_server_pending(const server *srv);
 uint64_t fake_server_requests(const server *srv);
+/* Stores key -> value_len bytes of `fill` directly (no request size limit). */
+void fake_server_put_raw(server *srv, const char *key, size_t value_len, uint8_t fill);
 /* The next write completes with this error instead (once). */
 void fake_server_fail_next_write(server *srv, fl_err err);
 

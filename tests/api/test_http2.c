@@ -770,7 +770,57 @@ static void test_many_streams(void **state)
         assert_int_equal(tc.streams[i].grpc_status, 0);
     }
     assert_int_equal(fake_server_requests(fx->srv), 500);
+    /* Replies are batched: far fewer socket writes than calls. */
+    api_stats st;
+    api_grpc_stats(fx->api, &st);
+    assert_int_equal(st.calls, 500);
+    assert_true(st.writes < 250);
+    assert_int_equal(st.connections_open, 1);
     tc_close(fx, &tc);
+}
+
+static bool read_paused(void *arg)
+{
+    api_stats st;
+    api_grpc_stats(arg, &st);
+    return st.read_pauses > 0;
+}
+
+/* A client that stops reading its socket while large replies are due: the
+ * member stops reading that connection once its output buffer is full, keeps
+ * serving others, and resumes when the client reads again. */
+static void test_backpressure(void **state)
+{
+    fixture *fx = *state;
+    fake_server_put_raw(fx->srv, "big", 200 * 1000, 'b');
+    tclient slow, other;
+    tc_connect(fx, &slow, true);
+    tc_connect(fx, &other, true);
+    /* Huge windows, so flow control does not stop the member first. */
+    nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, (1u << 31) - 1}};
+    nghttp2_submit_settings(slow.session, NGHTTP2_FLAG_NONE, iv, 1);
+    nghttp2_submit_window_update(slow.session, NGHTTP2_FLAG_NONE, 0, (1 << 30));
+    uv_read_stop((uv_stream_t *)&slow.tcp);
+    Etcdserverpb__RangeRequest rr = ETCDSERVERPB__RANGE_REQUEST__INIT;
+    rr.key = (ProtobufCBinaryData){3, (uint8_t *)"big"};
+    enum { CALLS = 150 }; /* 30 MB of replies: past any socket buffers */
+    for (int i = 0; i < CALLS; i++) {
+        tc_call(&slow, "/etcdserverpb.KV/Range", &rr.base, 0);
+    }
+    assert_true(run_until(fx, &slow, read_paused, fx->api));
+    /* Another connection is served meanwhile. */
+    tstream *q = put(&other, "other", "ok", 0);
+    wait_stream(fx, &other, q);
+    assert_int_equal(q->grpc_status, 0);
+    /* The slow client reads again: every reply arrives whole. */
+    uv_read_start((uv_stream_t *)&slow.tcp, tc_alloc, tc_read);
+    assert_true(run_until(fx, &slow, all_closed, &slow));
+    for (size_t i = 0; i < slow.nstreams; i++) {
+        assert_int_equal(slow.streams[i].grpc_status, 0);
+        assert_true(slow.streams[i].body_len > 200 * 1000);
+    }
+    tc_close(fx, &slow);
+    tc_close(fx, &other);
 }
 
 static void test_close_with_open_connections(void **state)
@@ -806,6 +856,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_garbage_frames_close_only_that_connection, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_many_streams, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_backpressure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_with_open_connections, setup, teardown),
     };
     return cmocka_run_group_tests_name("api.http2", tests, NULL, NULL);
