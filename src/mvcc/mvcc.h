@@ -286,13 +286,25 @@ fl_err mvcc_request_encode(const mvcc_request *request, uint8_t **out, size_t *o
 /* Applies the command encoded in payload as entry `index` (which must be
  * mvcc_applied_index()+1, or a later one when entries without a payload were
  * skipped by mvcc_apply_noop). Deterministic: the same sequence of entries
- * gives the same bytes on every member.
+ * gives the same bytes on every member, however they are batched.
  * Returns FL_OK and fills *response (owned by the caller, release with
- * mvcc_response_free), or a request-level error such as FL_ERR_COMPACTED,
+ * mvcc_response_free), or a request-level error: FL_ERR_COMPACTED,
  * FL_ERR_FUTURE_REV, FL_ERR_LEASE_NOT_FOUND, FL_ERR_NOT_FOUND (put with
- * ignore_value/ignore_lease on a missing key): the applied index still
- * advances, nothing else changes. FL_ERR_CORRUPT for an undecodable payload.
- * FL_ERR_IO / FL_ERR_NOSPACE mean LMDB failed: the store did not advance. */
+ * ignore_value/ignore_lease on a missing key), FL_ERR_KEY_EMPTY,
+ * FL_ERR_NO_SPACE_QUOTA, or FL_ERR_CORRUPT for an undecodable payload: the
+ * applied index still advances, nothing else changes (every member decides
+ * the same way).
+ * LMDB failures: FL_ERR_IO / FL_ERR_NOSPACE / FL_ERR_NOMEM mean the store
+ * did not advance. Outside a batch, a full LMDB map is reported as
+ * FL_ERR_NO_SPACE_QUOTA with the entry recorded as applied (no effect).
+ * Inside a batch, any LMDB failure (a full map included) rolls the whole
+ * batch back at once: later applies return the same error, and
+ * mvcc_batch_commit reports it; replay those entries one by one outside a
+ * batch.
+ * An index <= mvcc_applied_index() gives FL_ERR_INVALID and no effect.
+ * In a txn response, nested range results use the response's memory (their
+ * arena is NULL) and carry the revision seen inside the txn, like etcd's
+ * inner headers. */
 fl_err mvcc_apply(mvcc_store *store, uint64_t index, const uint8_t *payload, size_t payload_len,
                   mvcc_response *response);
 
@@ -310,8 +322,11 @@ void mvcc_batch_abort(mvcc_store *store);
  * no-op or configuration entry). */
 fl_err mvcc_apply_noop(mvcc_store *store, uint64_t index);
 
-/* Reads, at req->revision or the current one. Errors: FL_ERR_COMPACTED,
- * FL_ERR_FUTURE_REV, FL_ERR_IO. On FL_OK *result is owned by the caller. */
+/* Reads, at req->revision or the current one, from the last committed state
+ * (applies of a batch that is still open are not visible). Errors:
+ * FL_ERR_KEY_EMPTY, FL_ERR_COMPACTED, FL_ERR_FUTURE_REV, FL_ERR_IO. On FL_OK
+ * *result is owned by the caller; result->revision is the committed current
+ * revision (etcd's header), also for a read of the past. */
 fl_err mvcc_range(mvcc_store *store, const mvcc_range_req *req, mvcc_range_result *result);
 
 #endif
