@@ -1,6 +1,6 @@
 """`flotilla put|get|del|compact` against etcdctl 3.4, request for request.
 
-Two fresh Flotilla members, A and B, get the same sequence of requests: the
+Two fresh Flotilla members, A and B (then two etcd 3.4 servers), get the same sequence of requests: the
 flotilla CLI talks to A, etcdctl to B. Since both start empty, every response
 (revisions included) must print the same bytes; only the cluster and member ids
 differ between the two members, and etcdctl's extra warn log line on stderr is
@@ -98,7 +98,14 @@ STEPS = [
 
 
 def main():
-    with harness.Member() as a, harness.Member() as b:
+    # Flotilla first (the target), then etcd 3.4 (the CLI against the reference server)
+    for server in (harness.Member, harness.Etcd):
+        run(server)
+    print("PASS")
+
+
+def run(server):
+    with server() as a, server() as b:
         for step in STEPS:
             same(a.endpoint, b.endpoint, step)
         # put with the value on stdin
@@ -130,7 +137,6 @@ def main():
         assert rc == 0 and out == "0\n", out
         rc, out, _ = flotilla(a.endpoint, "get", "fromstdin", "--count-only", "-w", "json")
         assert rc == 0 and '"count":1' in out and '"kvs"' not in out, out
-    print("PASS")
 
 
 if __name__ == "__main__":
