@@ -380,6 +380,10 @@ def main():
     args = ap.parse_args()
     if args.quick:
         args.duration = min(args.duration, 2)
+    linked = subprocess.run(["ldd", args.flotilla], capture_output=True, text=True).stdout
+    if "libasan" in linked and not args.quick:
+        sys.exit("%s is a sanitizer build: its speed and memory say nothing; build with "
+                 "-DCMAKE_BUILD_TYPE=RelWithDebInfo (see --help)" % args.flotilla)
     own_workdir = args.workdir is None
     if own_workdir:
         args.workdir = tempfile.mkdtemp(prefix="flotilla-bench-", dir="/var/tmp")
