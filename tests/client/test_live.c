@@ -188,6 +188,67 @@ static void check_errors(void)
     printf("ok errors: key empty, future revision, txn compare-and-swap, status, member list\n");
 }
 
+/* 4. Bounds: the wait queue, the response size, the server's request size. */
+static void check_bounds(void)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    client_options o = {.endpoints = &live, .endpoint_count = 1, .max_queued = 2};
+    client *c = NULL;
+    CHECK(client_open(&loop, &o, &c) == FL_OK, "open");
+    Etcdserverpb__RangeRequest rr;
+    etcdserverpb__range_request__init(&rr);
+    rr.key = (ProtobufCBinaryData){1, (uint8_t *)"k"};
+    counter cnt = {0};
+    /* Nothing is connected before the loop runs, so all three wait in the queue. */
+    CHECK(client_call(c, CLIENT_RANGE, &rr, 5000, count_done, &cnt) == FL_OK, "1st queued");
+    CHECK(client_call(c, CLIENT_RANGE, &rr, 5000, count_done, &cnt) == FL_OK, "2nd queued");
+    CHECK(client_call(c, CLIENT_RANGE, &rr, 5000, count_done, &cnt) == FL_ERR_BUSY, "3rd refused");
+    while (cnt.ok + cnt.failed < 2)
+        uv_run(&loop, UV_RUN_ONCE);
+    CHECK(cnt.ok == 2, "the two queued calls completed");
+    client_close(c, NULL, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK(uv_loop_close(&loop) == 0, "every handle closed");
+
+    /* A response above max_response_bytes is cut off with FL_ERR_TOO_LARGE. */
+    static uint8_t big[1600000];
+    memset(big, 'v', sizeof big);
+    client_sync *sc = open_sync(&live, 1, 2000);
+    Etcdserverpb__PutRequest p;
+    etcdserverpb__put_request__init(&p);
+    p.key = (ProtobufCBinaryData){8, (uint8_t *)"live/big"};
+    p.value = (ProtobufCBinaryData){100000, big};
+    Etcdserverpb__PutResponse *presp = NULL;
+    client_status st;
+    CHECK(client_sync_put(sc, &p, 5000, &presp, &st) == FL_OK, "100 kB put: %s", st.message);
+    client_free_response(presp);
+    /* The server refuses a request above its 1.5 MiB limit with etcd's text. */
+    p.value = (ProtobufCBinaryData){sizeof big, big};
+    fl_err err = client_sync_put(sc, &p, 5000, &presp, &st);
+    CHECK(err == FL_ERR_TOO_LARGE, "1.6 MB put: %s (%s)", fl_err_name(err), st.message);
+    CHECK(strstr(st.message, "request is too large") != NULL, "message: %s", st.message);
+    client_sync_close(sc);
+
+    const char *one[] = {live};
+    client_options small = {.endpoints = one, .endpoint_count = 1, .max_response_bytes = 50000};
+    CHECK(client_sync_open(&small, &sc) == FL_OK, "open small");
+    Etcdserverpb__RangeRequest get;
+    etcdserverpb__range_request__init(&get);
+    get.key = p.key;
+    Etcdserverpb__RangeResponse *rresp = NULL;
+    err = client_sync_range(sc, &get, 5000, &rresp, &st);
+    CHECK(err == FL_ERR_TOO_LARGE && rresp == NULL, "100 kB response, 50 kB cap: %s",
+          fl_err_name(err));
+    /* the connection stays usable */
+    get.keys_only = 1;
+    err = client_sync_range(sc, &get, 5000, &rresp, &st);
+    CHECK(err == FL_OK && rresp->n_kvs == 1, "keys-only after the cut: %s", st.message);
+    client_free_response(rresp);
+    client_sync_close(sc);
+    printf("ok bounds: queue full, response cap, server request limit\n");
+}
+
 /* A caller's retry policy runs inside done: each failure starts the next call. */
 typedef struct retrier {
     client *c;
@@ -297,6 +358,7 @@ int main(int argc, char **argv)
     check_pipelining();
     check_errors();
     check_failures();
+    check_bounds();
     check_retry_from_done();
     return 0;
 }
