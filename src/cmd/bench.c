@@ -176,6 +176,43 @@ static void on_done(void *ctx, const client_status *st, void *response)
     bench_maybe_finish(b);
 }
 
+/* txn-put: if mod(key) == the last mod revision seen, put; else get (to learn it). */
+static fl_err issue_txn_put(bench *b, slot *s, ProtobufCBinaryData kb, ProtobufCBinaryData vb)
+{
+    Etcdserverpb__Compare cmp;
+    etcdserverpb__compare__init(&cmp);
+    cmp.result = ETCDSERVERPB__COMPARE__COMPARE_RESULT__EQUAL;
+    cmp.target = ETCDSERVERPB__COMPARE__COMPARE_TARGET__MOD;
+    cmp.key = kb;
+    cmp.target_union_case = ETCDSERVERPB__COMPARE__TARGET_UNION_MOD_REVISION;
+    cmp.mod_revision = b->mod_revs[s->key];
+    Etcdserverpb__PutRequest put;
+    etcdserverpb__put_request__init(&put);
+    put.key = kb;
+    put.value = vb;
+    Etcdserverpb__RangeRequest get;
+    etcdserverpb__range_request__init(&get);
+    get.key = kb;
+    Etcdserverpb__RequestOp ok_op, fail_op;
+    etcdserverpb__request_op__init(&ok_op);
+    etcdserverpb__request_op__init(&fail_op);
+    ok_op.request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT;
+    ok_op.request_put = &put;
+    fail_op.request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_RANGE;
+    fail_op.request_range = &get;
+    Etcdserverpb__Compare *cmps[1] = {&cmp};
+    Etcdserverpb__RequestOp *oks[1] = {&ok_op}, *fails[1] = {&fail_op};
+    Etcdserverpb__TxnRequest txn;
+    etcdserverpb__txn_request__init(&txn);
+    txn.n_compare = 1;
+    txn.compare = cmps;
+    txn.n_success = 1;
+    txn.success = oks;
+    txn.n_failure = 1;
+    txn.failure = fails;
+    return client_call(b->c, CLIENT_TXN, &txn, b->cfg.timeout_ms, on_done, s);
+}
+
 /* Starts the slot's next request, if the run is not over. */
 static void bench_issue(slot *s)
 {
@@ -198,38 +235,7 @@ static void bench_issue(slot *s)
     fl_err err;
     s->start_ns = uv_hrtime();
     if (b->cfg.w == W_TXN_PUT) {
-        Etcdserverpb__Compare cmp;
-        etcdserverpb__compare__init(&cmp);
-        cmp.result = ETCDSERVERPB__COMPARE__COMPARE_RESULT__EQUAL;
-        cmp.target = ETCDSERVERPB__COMPARE__COMPARE_TARGET__MOD;
-        cmp.key = kb;
-        cmp.target_union_case = ETCDSERVERPB__COMPARE__TARGET_UNION_MOD_REVISION;
-        cmp.mod_revision = b->mod_revs[k];
-        Etcdserverpb__PutRequest put;
-        etcdserverpb__put_request__init(&put);
-        put.key = kb;
-        put.value = vb;
-        Etcdserverpb__RangeRequest get;
-        etcdserverpb__range_request__init(&get);
-        get.key = kb;
-        Etcdserverpb__RequestOp ok_op, fail_op;
-        etcdserverpb__request_op__init(&ok_op);
-        etcdserverpb__request_op__init(&fail_op);
-        ok_op.request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT;
-        ok_op.request_put = &put;
-        fail_op.request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_RANGE;
-        fail_op.request_range = &get;
-        Etcdserverpb__Compare *cmps[1] = {&cmp};
-        Etcdserverpb__RequestOp *oks[1] = {&ok_op}, *fails[1] = {&fail_op};
-        Etcdserverpb__TxnRequest txn;
-        etcdserverpb__txn_request__init(&txn);
-        txn.n_compare = 1;
-        txn.compare = cmps;
-        txn.n_success = 1;
-        txn.success = oks;
-        txn.n_failure = 1;
-        txn.failure = fails;
-        err = client_call(b->c, CLIENT_TXN, &txn, b->cfg.timeout_ms, on_done, s);
+        err = issue_txn_put(b, s, kb, vb);
     } else if (read) {
         Etcdserverpb__RangeRequest r;
         etcdserverpb__range_request__init(&r);
