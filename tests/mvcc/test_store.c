@@ -1,8 +1,11 @@
 /* The store: applied index, persistence, batches, determinism, quota. */
 #include "mvcc_test_util.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 
 static int setup(void **state)
 {
@@ -318,6 +321,56 @@ static void db_size_reports(void **state)
     assert_true(size1 >= use1);
 }
 
+/* A write error at commit (here: the file may not grow, RLIMIT_FSIZE, as a
+ * full disk would refuse it) rolls back and leaves the store usable. */
+static void commit_failure_rolls_back(void **state)
+{
+    tstore *ts = *state;
+    ts_put(ts, "a", "1");
+    char path[300];
+    snprintf(path, sizeof path, "%s/data.mdb", ts->dir);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    struct rlimit old;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN);
+    struct rlimit tight = {.rlim_cur = (rlim_t)st.st_size, .rlim_max = old.rlim_max};
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &tight), 0);
+
+    static char big[256 * 1024];
+    memset(big, 'b', sizeof big - 1);
+    mvcc_request req = {.type = MVCC_REQ_PUT, .u.put = {.key = B("big"), .value = B(big)}};
+    mvcc_response resp;
+    /* Outside a batch: the apply itself fails and the index stays. */
+    fl_err err = ts_apply(ts, &req, &resp);
+    mvcc_response_free(&resp);
+    assert_true(err == FL_ERR_IO || err == FL_ERR_NOSPACE);
+    assert_int_equal(mvcc_applied_index(ts->store), 1);
+    /* In a batch: the applies succeed, the commit fails, all is rolled back. */
+    assert_int_equal(mvcc_batch_begin(ts->store), FL_OK);
+    ts->next_index = 2;
+    assert_int_equal(ts_apply(ts, &req, &resp), FL_OK);
+    mvcc_response_free(&resp);
+    assert_int_equal(mvcc_apply_noop(ts->store, ts->next_index++), FL_OK);
+    err = mvcc_batch_commit(ts->store);
+    assert_true(err == FL_ERR_IO || err == FL_ERR_NOSPACE);
+    assert_int_equal(mvcc_applied_index(ts->store), 1);
+    assert_int_equal(mvcc_current_revision(ts->store), 2);
+
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, old_handler);
+    /* Replaying the same entries now works. */
+    ts->next_index = 2;
+    assert_int_equal(ts_apply(ts, &req, &resp), FL_OK);
+    assert_int_equal(resp.revision, 3);
+    mvcc_response_free(&resp);
+    char buf[8];
+    assert_true(ts_get(ts, "a", 0, buf, sizeof buf, NULL));
+    ts_reopen(ts);
+    assert_int_equal(mvcc_applied_index(ts->store), 2);
+    assert_int_equal(mvcc_current_revision(ts->store), 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -331,6 +384,7 @@ int main(void)
         cmocka_unit_test(map_full_is_survivable),
         cmocka_unit_test(free_is_safe_on_zeroed_and_twice),
         cmocka_unit_test_setup_teardown(db_size_reports, setup, teardown),
+        cmocka_unit_test_setup_teardown(commit_failure_rolls_back, setup, teardown),
     };
     return cmocka_run_group_tests_name("mvcc.store", tests, NULL, NULL);
 }
