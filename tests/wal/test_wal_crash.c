@@ -20,7 +20,8 @@
 #include "wal/wal.h"
 #include "wal_test_support.h"
 
-#define ROUNDS 20
+#define ROUNDS                20
+#define MIN_ENTRIES_PER_ROUND 20
 
 /* The child: append batches until killed, reporting each synced index on
  * the pipe. Never returns. */
@@ -67,13 +68,22 @@ static void killed_writer_loses_nothing_synced(void **state)
             writer(dir, fds[1], (unsigned)rand());
         }
         close(fds[1]);
-        usleep(2000 + (useconds_t)(rand() % 25000));
+        /* Progress is not left to timing on a loaded machine: every round
+         * waits until the writer has synced some entries past where it
+         * started, then kills it at a random moment after that. */
+        uint64_t synced;
+        uint64_t progress_min = acked + MIN_ENTRIES_PER_ROUND;
+        do {
+            if (read(fds[0], &synced, sizeof synced) != (ssize_t)sizeof synced)
+                fail_msg("round %d: writer died before syncing (seed %u)", round, seed);
+            acked = synced;
+        } while (synced < progress_min);
+        usleep((useconds_t)(rand() % 25000));
         assert_int_equal(kill(pid, SIGKILL), 0);
         int status;
         assert_int_equal(waitpid(pid, &status, 0), pid);
         if (!WIFSIGNALED(status))
             fail_msg("writer exited with %d (seed %u)", WEXITSTATUS(status), seed);
-        uint64_t synced;
         while (read(fds[0], &synced, sizeof synced) == (ssize_t)sizeof synced)
             acked = synced;
         close(fds[0]);
