@@ -348,8 +348,11 @@ void raft_handle_heartbeat_response(struct raft_node *n, const struct raft_msg *
     if (pr->match < raft_log_last_index(&n->log)) {
         raft_send_append(n, pr, true);
     }
-    if (m->context > pr->read_acked) {
-        pr->read_acked = m->context;
+    /* BUG 7: any answer is taken as confirming the newest round, even one
+     * sent before the reads of that round arrived. */
+    uint64_t round = RAFT_BUG(7) ? n->read_round : m->context;
+    if (round > pr->read_acked) {
+        pr->read_acked = round;
         raft_read_release(n);
     }
 }

@@ -29,10 +29,11 @@
 
 #include "raft/raft.h"
 
-#define NODES_MAX 7
-#define NET_MAX   20000
-#define READS_MAX 100000
-#define SPARES    2
+#define NODES_MAX         7
+#define NET_MAX           20000
+#define READS_MAX         100000
+#define SPARES            2
+#define WAITING_READS_MAX 64
 #define SIM_ASSERT(cond, ...)                                                                      \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
@@ -98,10 +99,15 @@ struct node {
     raft_role traced_role;         /* for --trace: report role changes as they happen */
     uint64_t traced_term;
     uint64_t led_term, led_commit; /* commit rule: last commit seen while leading led_term */
+    uint64_t frozen_until;         /* a process pause: no ticks, readies or deliveries */
+    uint64_t waiting_reads[WAITING_READS_MAX]; /* client reads sent while paused */
+    uint32_t n_waiting_reads;
 };
 
 struct net_msg {
-    struct raft_msg m; /* deep copy: entries and data owned here */
+    struct raft_msg m;   /* deep copy: entries and data owned here */
+    uint64_t not_before; /* a slow message: not delivered before this step */
+    uint64_t seq;        /* send order, for per-link FIFO seeds */
 };
 
 struct committed { /* what the cluster committed at one index */
@@ -124,7 +130,10 @@ struct world {
     struct raft_config cfg;
     struct net_msg *net;
     size_t n_net, net_cap;
-    uint32_t drop_ppm, dup_ppm;
+    uint32_t drop_ppm, dup_ppm, hold_ppm, slow_ppm;
+    bool cut_at_send; /* partitions drop at send time; messages already in flight cross */
+    bool fifo;        /* per-link order kept (like TCP); otherwise any order */
+    uint64_t next_seq;
     bool blocked[NODES_MAX][NODES_MAX];
     raft_id *leader_of_term;
     size_t n_terms;
@@ -138,6 +147,7 @@ struct world {
     size_t read_cap;
     uint64_t next_read, next_write;
     uint64_t step;
+    uint64_t stale_reads, two_leader_steps;
     uint64_t reads_checked, writes_proposed, crashes, conf_changes, transfers, snapshots_sent;
     char failure[512];
 };
@@ -287,9 +297,15 @@ static void msg_free(struct raft_msg *m)
     }
 }
 
+static bool cut_link(raft_id from, raft_id to)
+{
+    return from >= 1 && from <= W.n_nodes && to >= 1 && to <= W.n_nodes &&
+           W.blocked[from - 1][to - 1];
+}
+
 static void net_send(const struct raft_msg *m)
 {
-    if (chance(W.drop_ppm)) {
+    if (chance(W.drop_ppm) || (W.cut_at_send && cut_link(m->from, m->to))) {
         return;
     }
     int copies = chance(W.dup_ppm) ? 2 : 1;
@@ -301,7 +317,11 @@ static void net_send(const struct raft_msg *m)
             W.net_cap = W.net_cap ? W.net_cap * 2 : 256;
             W.net = xrealloc(W.net, W.net_cap * sizeof(*W.net));
         }
-        msg_copy(&W.net[W.n_net++].m, m);
+        struct net_msg *nm = &W.net[W.n_net++];
+        msg_copy(&nm->m, m);
+        /* Some messages sit in a queue somewhere for a long time. */
+        nm->not_before = chance(W.slow_ppm) ? W.step + below(3000) : 0;
+        nm->seq = W.next_seq++;
     }
 }
 
@@ -437,6 +457,8 @@ static bool node_start(struct node *nd)
     SIM_ASSERT(err == FL_OK, "raft_new failed for node %" PRIu64 ": %d", nd->id, err);
     nd->up = true;
     nd->led_term = nd->led_commit = 0;
+    nd->frozen_until = 0;
+    nd->n_waiting_reads = 0;
     if (d->snap.index == 0) {
         nd->sm_applied = 0;
         nd->sm_chain = 0;
@@ -597,21 +619,29 @@ static bool check_node(struct node *nd)
 
 static bool check_all(void)
 {
+    uint32_t leaders = 0;
     for (uint32_t i = 0; i < W.n_nodes; i++) {
         if (W.nodes[i].up && !check_node(&W.nodes[i])) {
             return false;
         }
+        leaders += W.nodes[i].up && W.nodes[i].traced_role == RAFT_LEADER;
     }
+    W.two_leader_steps += leaders > 1;
     return W.failure[0] == '\0';
 }
 
 /* ---- actions ---- */
 
+static bool running(const struct node *nd)
+{
+    return nd->up && W.step >= nd->frozen_until;
+}
+
 static struct node *random_up(void)
 {
     for (int tries = 0; tries < 16; tries++) {
         struct node *nd = &W.nodes[below(W.n_nodes)];
-        if (nd->up) {
+        if (running(nd)) {
             return nd;
         }
     }
@@ -625,7 +655,7 @@ static struct node *a_leader(void)
     for (uint32_t i = 0; i < W.n_nodes; i++) {
         struct node *nd = &W.nodes[i];
         struct raft_status st;
-        if (!nd->up) {
+        if (!running(nd)) {
             continue;
         }
         raft_status(nd->raft, &st);
@@ -637,13 +667,35 @@ static struct node *a_leader(void)
     return best;
 }
 
-static void deliver(size_t at)
+/* With per-link FIFO, the message picked stands for its link: the oldest on it goes. */
+static size_t link_head(size_t at)
 {
+    const struct raft_msg *m = &W.net[at].m;
+    size_t head = at;
+    for (size_t i = 0; i < W.n_net; i++) {
+        const struct net_msg *o = &W.net[i];
+        if (o->m.from == m->from && o->m.to == m->to && o->seq < W.net[head].seq) {
+            head = i;
+        }
+    }
+    return head;
+}
+
+static void deliver(size_t at, bool now)
+{
+    if (W.fifo) {
+        at = link_head(at);
+    }
     struct raft_msg m = W.net[at].m;
-    W.net[at] = W.net[--W.n_net];
     struct node *to = node_of(m.to);
-    struct node *from = node_of(m.from);
-    bool cut = from != NULL && to != NULL && W.blocked[from->id - 1][to->id - 1];
+    if (!now && (W.step < W.net[at].not_before || (to != NULL && !running(to) && to->up))) {
+        return; /* still on its slow way, or waiting for a paused process */
+    }
+    bool cut = !W.cut_at_send && cut_link(m.from, m.to);
+    if (cut && chance(W.hold_ppm)) {
+        return; /* held on the cut link: it arrives, stale, after the heal */
+    }
+    W.net[at] = W.net[--W.n_net];
     if (to != NULL && to->up && !cut) {
         trace("recv %s %" PRIu64 "->%" PRIu64 " term=%" PRIu64 " idx=%" PRIu64 " n=%u",
               raft_msg_type_name(m.type), m.from, m.to, m.term, m.index, m.n_entries);
@@ -669,9 +721,52 @@ static void propose(void)
     }
 }
 
+/* Any leader, stale ones included (a client may still talk to a deposed leader). */
+static struct node *any_leader(bool include_paused)
+{
+    struct node *found[NODES_MAX];
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < W.n_nodes; i++) {
+        struct node *nd = &W.nodes[i];
+        struct raft_status st;
+        if (!nd->up || (!include_paused && !running(nd))) {
+            continue;
+        }
+        raft_status(nd->raft, &st);
+        if (st.role == RAFT_LEADER) {
+            found[n++] = nd;
+        }
+    }
+    return n == 0 ? NULL : found[below(n)];
+}
+
+static void issue_read(struct node *nd, uint64_t id)
+{
+    struct raft_status me, other;
+    raft_status(nd->raft, &me);
+    for (uint32_t i = 0; me.role == RAFT_LEADER && i < W.n_nodes; i++) {
+        if (W.nodes[i].up) {
+            raft_status(W.nodes[i].raft, &other);
+            if (other.role == RAFT_LEADER && other.term > me.term) {
+                W.stale_reads++; /* statistics: reads that reach a deposed leader */
+                break;
+            }
+        }
+    }
+    fl_err err = raft_read_index(nd->raft, id);
+    trace("read r%" PRIu64 " at node %" PRIu64 " floor %" PRIu64 " -> %d", id, nd->id,
+          W.read_floor[id], err);
+}
+
+/* A client read. Half go to a leader, possibly a deposed or paused one: the
+ * read begins now (its floor is taken now) even if a paused node only sees
+ * it when it resumes, as a request waiting in its socket buffer would. */
 static void read_index(void)
 {
-    struct node *nd = random_up();
+    struct node *nd = below(2) ? any_leader(true) : NULL;
+    if (nd == NULL) {
+        nd = random_up();
+    }
     if (nd == NULL || W.next_read >= READS_MAX) {
         return;
     }
@@ -681,9 +776,28 @@ static void read_index(void)
         W.read_floor = xrealloc(W.read_floor, W.read_cap * sizeof(*W.read_floor));
     }
     W.read_floor[id] = W.known_committed;
-    fl_err err = raft_read_index(nd->raft, id);
-    trace("read r%" PRIu64 " at node %" PRIu64 " floor %" PRIu64 " -> %d", id, nd->id,
-          W.known_committed, err);
+    if (!running(nd)) {
+        if (nd->n_waiting_reads < WAITING_READS_MAX) {
+            nd->waiting_reads[nd->n_waiting_reads++] = id;
+        }
+        return;
+    }
+    issue_read(nd, id);
+}
+
+/* Paused nodes that resumed see the reads that waited for them. */
+static void resume_paused(void)
+{
+    for (uint32_t i = 0; i < W.n_nodes; i++) {
+        struct node *nd = &W.nodes[i];
+        if (!running(nd) || nd->n_waiting_reads == 0) {
+            continue;
+        }
+        for (uint32_t r = 0; r < nd->n_waiting_reads; r++) {
+            issue_read(nd, nd->waiting_reads[r]);
+        }
+        nd->n_waiting_reads = 0;
+    }
 }
 
 static void partition(void)
@@ -795,7 +909,7 @@ static void compact(void)
     trace("compact node %" PRIu64 " at %" PRIu64, nd->id, st.applied);
 }
 
-/* Per-mille weights of the actions in the fault phase. */
+/* Weights (per 10000) of the actions in the fault phase. */
 enum {
     A_DELIVER,
     A_TICK,
@@ -809,6 +923,7 @@ enum {
     A_CONF,
     A_TRANSFER,
     A_COMPACT,
+    A_FREEZE,
     A__COUNT
 };
 static uint32_t weights[A__COUNT]; /* per seed: see world_init */
@@ -832,10 +947,11 @@ static uint32_t pick_action(void)
 static bool fault_step(void)
 {
     struct node *nd = NULL;
+    resume_paused();
     switch (pick_action()) {
     case A_DELIVER:
         if (W.n_net > 0) {
-            deliver(below(W.n_net));
+            deliver(below(W.n_net), false);
         }
         break;
     case A_TICK:
@@ -880,6 +996,12 @@ static bool fault_step(void)
         break;
     case A_COMPACT:
         compact();
+        break;
+    case A_FREEZE: /* a long process pause (GC, VM migration), usually of a leader */
+        if ((below(4) && (nd = a_leader()) != NULL) || (nd = random_up()) != NULL) {
+            nd->frozen_until = W.step + 200 + below(1000);
+            trace("freeze node %" PRIu64 " until step %" PRIu64, nd->id, nd->frozen_until);
+        }
         break;
     }
     return check_all();
@@ -926,20 +1048,28 @@ static bool world_init(uint64_t seed, bool tr)
         .rand = rng_ctx,
     };
     /* Each seed gets its own weather: how often nodes crash and the network splits. */
-    static const uint32_t base[A__COUNT] = {450, 200, 200, 80, 30, 2, 20, 3, 10, 4, 3, 8};
+    static const uint32_t base[A__COUNT] = {5000, 1500, 2000, 800, 300, 20, 200,
+                                            30,   10,   40,   30,  80,  0};
     memcpy(weights, base, sizeof(weights));
-    weights[A_CRASH] = (uint32_t[]){1, 3, 8}[below(3)];
-    weights[A_PARTITION] = (uint32_t[]){1, 3, 10}[below(3)];
-    weights[A_CONF] = (uint32_t[]){2, 8}[below(2)];
+    weights[A_CRASH] = (uint32_t[]){5, 15, 40}[below(3)];
+    weights[A_PARTITION] = (uint32_t[]){5, 10, 20}[below(3)];
+    weights[A_CONF] = (uint32_t[]){20, 80}[below(2)];
+    weights[A_FREEZE] = (uint32_t[]){0, 5, 10}[below(3)];
     bool learners_at_boot = below(2);
     W.drop_ppm = (uint32_t)below(100000);
     W.dup_ppm = (uint32_t)below(50000);
+    W.hold_ppm = below(2) ? 0 : 1000000;
+    W.slow_ppm = below(2) ? 0 : 20000;
+    W.cut_at_send = below(2);
+    W.fifo = below(2);
     W.next_read = 1;
     trace("seed %" PRIu64 ": %u voters + %u spares, hb=%u inflight=%u maxsize=%" PRIu64
-          " prevote=%d checkquorum=%d drop=%u dup=%u ppm crash=%u split=%u learners_at_boot=%d",
+          " prevote=%d checkquorum=%d drop=%u dup=%u hold=%u slow=%u ppm cut_at_send=%d fifo=%d"
+          " crash=%u split=%u freeze=%u learners_at_boot=%d",
           seed, voters, SPARES, W.cfg.heartbeat_tick, W.cfg.max_inflight_msgs,
           W.cfg.max_size_per_msg, W.cfg.pre_vote, W.cfg.check_quorum, W.drop_ppm, W.dup_ppm,
-          weights[A_CRASH], weights[A_PARTITION], learners_at_boot);
+          W.hold_ppm, W.slow_ppm, W.cut_at_send, W.fifo, weights[A_CRASH], weights[A_PARTITION],
+          weights[A_FREEZE], learners_at_boot);
     for (uint32_t i = 0; i < W.n_nodes; i++) {
         struct node *nd = &W.nodes[i];
         nd->id = i + 1;
@@ -971,7 +1101,10 @@ static bool world_init(uint64_t seed, bool tr)
 static bool liveness(void)
 {
     memset(W.blocked, 0, sizeof(W.blocked));
-    W.drop_ppm = W.dup_ppm = 0;
+    W.drop_ppm = W.dup_ppm = W.hold_ppm = W.slow_ppm = 0;
+    for (uint32_t i = 0; i < W.n_nodes; i++) {
+        W.nodes[i].frozen_until = 0;
+    }
     struct raft_conf conf = {0};
     uint64_t best = 0;
     bool found = false;
@@ -1014,7 +1147,7 @@ static bool liveness(void)
             }
             while (W.n_net > 0) {
                 busy = true;
-                deliver(0);
+                deliver(0, true);
             }
             W.step++;
             if (!check_all()) {
@@ -1064,9 +1197,10 @@ static bool run_seed(uint64_t seed, uint64_t steps, bool tr)
     } else if (tr) {
         printf("seed %" PRIu64 " ok: %" PRIu64 " writes, %" PRIu64 " reads checked, %" PRIu64
                " crashes, %" PRIu64 " conf changes, %" PRIu64 " transfers, %" PRIu64
-               " snapshots delivered, commit %" PRIu64 "\n",
+               " snapshots delivered, %" PRIu64 " reads at deposed leaders, %" PRIu64
+               " steps with 2 leaders, commit %" PRIu64 "\n",
                seed, W.writes_proposed, W.reads_checked, W.crashes, W.conf_changes, W.transfers,
-               W.snapshots_sent, W.known_committed);
+               W.snapshots_sent, W.stale_reads, W.two_leader_steps, W.known_committed);
     }
     world_free();
     return ok;
