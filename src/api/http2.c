@@ -44,6 +44,12 @@
  * its requests can make the member buffer. */
 #define API_CONN_BODY_BYTES_MIN (64u << 20)
 
+typedef struct api_out_buf {
+    uint8_t *data;
+    size_t len;
+    size_t cap;
+} api_out_buf;
+
 struct api_conn {
     api_grpc_server *listener;
     uv_tcp_t tcp;
@@ -57,9 +63,8 @@ struct api_conn {
     api_call *calls;   /* attached calls of this connection */
     size_t body_bytes; /* request bytes held by calls not yet dispatched */
     uv_write_t write_req;
-    uint8_t *out; /* owned; the bytes of the write in flight */
-    size_t out_len;
-    size_t out_cap;
+    api_out_buf out[2];   /* owned: the write in flight, and the next one being filled */
+    unsigned out_writing; /* index of the buffer in flight (when writing) */
     uint8_t read_buf[API_READ_BUF_BYTES];
 };
 
@@ -270,22 +275,22 @@ static void conn_mark_dirty(api_conn *conn)
     }
 }
 
-static bool conn_out_append(api_conn *conn, const uint8_t *data, size_t len)
+static bool out_append(api_out_buf *out, const uint8_t *data, size_t len)
 {
-    if (conn->out_cap - conn->out_len < len) {
-        size_t cap = conn->out_cap ? conn->out_cap : 16384;
-        while (cap - conn->out_len < len) {
+    if (out->cap - out->len < len) {
+        size_t cap = out->cap ? out->cap : 16384;
+        while (cap - out->len < len) {
             cap *= 2;
         }
-        uint8_t *out = realloc(conn->out, cap);
-        if (out == NULL) {
+        uint8_t *grown = realloc(out->data, cap);
+        if (grown == NULL) {
             return false;
         }
-        conn->out = out;
-        conn->out_cap = cap;
+        out->data = grown;
+        out->cap = cap;
     }
-    memcpy(conn->out + conn->out_len, data, len);
-    conn->out_len += len;
+    memcpy(out->data + out->len, data, len);
+    out->len += len;
     return true;
 }
 
@@ -311,43 +316,61 @@ static void conn_read_stop(api_conn *conn)
 
 static void conn_on_write(uv_write_t *req, int status);
 
-/* Pulls queued frames from nghttp2 into one buffer and writes it. */
-static void conn_flush(api_conn *conn)
+/* The buffer being filled: the one not in flight. */
+static api_out_buf *conn_fill_buf(api_conn *conn)
 {
-    if (conn->closing || conn->writing) {
-        return;
-    }
-    conn->out_len = 0;
-    bool full = false;
-    for (;;) {
-        if (conn->out_len >= API_OUT_BUF_LIMIT) {
-            full = true;
-            break;
-        }
+    return &conn->out[conn->writing ? 1u - conn->out_writing : conn->out_writing];
+}
+
+/* Pulls queued frames from nghttp2 into the fill buffer, up to
+ * API_OUT_BUF_LIMIT. Returns false if the connection was closed. */
+static bool conn_fill(api_conn *conn)
+{
+    api_out_buf *out = conn_fill_buf(conn);
+    while (out->len < API_OUT_BUF_LIMIT) {
         const uint8_t *data = NULL;
         ssize_t n = nghttp2_session_mem_send(conn->session, &data);
         if (n < 0) {
             FL_LOG_WARNF("api", "http2 send failed", "err=\"%s\"", nghttp2_strerror((int)n));
             conn_close(conn);
-            return;
+            return false;
         }
         if (n == 0) {
             break;
         }
-        if (!conn_out_append(conn, data, (size_t)n)) {
+        if (!out_append(out, data, (size_t)n)) {
             conn_close(conn);
-            return;
+            return false;
         }
     }
-    if (conn->out_len > 0) {
-        uv_buf_t b = uv_buf_init((char *)conn->out, (unsigned)conn->out_len);
+    return true;
+}
+
+/* Moves what nghttp2 has queued into the fill buffer; if no write is in
+ * flight, writes that buffer (one uv_write). Reading stops while the fill
+ * buffer is full, i.e. a whole API_OUT_BUF_LIMIT waits behind the write in
+ * flight, and resumes when it drains. */
+static void conn_flush(api_conn *conn)
+{
+    if (conn->closing || !conn_fill(conn)) {
+        return;
+    }
+    api_out_buf *fill = conn_fill_buf(conn);
+    if (!conn->writing && fill->len > 0) {
+        uv_buf_t b = uv_buf_init((char *)fill->data, (unsigned)fill->len);
         conn->write_req.data = conn;
         if (uv_write(&conn->write_req, (uv_stream_t *)&conn->tcp, &b, 1, conn_on_write) != 0) {
             conn_close(conn);
             return;
         }
+        conn->out_writing = (unsigned)(fill - conn->out);
         conn->writing = true;
         conn->listener->stats.writes++;
+        /* Start filling the other buffer right away. */
+        if (!conn_fill(conn)) {
+            return;
+        }
+        fill = conn_fill_buf(conn);
     }
     if (!conn->writing && !nghttp2_session_want_read(conn->session) &&
         !nghttp2_session_want_write(conn->session)) {
@@ -355,7 +378,7 @@ static void conn_flush(api_conn *conn)
         conn_close(conn);
         return;
     }
-    if (full) {
+    if (fill->len >= API_OUT_BUF_LIMIT) {
         if (conn->reading) {
             conn->listener->stats.read_pauses++;
         }
@@ -368,8 +391,10 @@ static void conn_flush(api_conn *conn)
 static void conn_on_write(uv_write_t *req, int status)
 {
     api_conn *conn = req->data;
+    assert(conn->writing);
     conn->writing = false;
-    conn->out_len = 0;
+    conn->out[conn->out_writing].len = 0;
+    conn->out_writing = 1u - conn->out_writing; /* the filled one goes next */
     if (status < 0) {
         conn_close(conn); /* also the ECANCELED of a closing connection: a no-op then */
         return;
@@ -745,7 +770,8 @@ static void conn_on_close(uv_handle_t *handle)
         l->conn_count--;
         nghttp2_session_del(conn->session);
     }
-    free(conn->out);
+    free(conn->out[0].data);
+    free(conn->out[1].data);
     free(conn);
     l->handles_open--;
     listener_maybe_done(l);

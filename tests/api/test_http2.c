@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <nghttp2/nghttp2.h>
@@ -23,12 +24,22 @@
 
 #define STREAMS_MAX 512
 
+static void api_grpc_write_prefix_for_test(uint8_t *out, uint32_t len)
+{
+    out[0] = 0;
+    out[1] = (uint8_t)(len >> 24);
+    out[2] = (uint8_t)(len >> 16);
+    out[3] = (uint8_t)(len >> 8);
+    out[4] = (uint8_t)len;
+}
+
 typedef struct tstream {
     int32_t id;
     int grpc_status; /* -1 until trailers */
     char grpc_message[512];
     uint8_t *body;
     size_t body_len;
+    size_t body_cap;
     bool closed;
     uint32_t close_code;
     /* request body */
@@ -69,14 +80,14 @@ static void on_timeout(uv_timer_t *t)
 
 static void tc_flush(tclient *tc);
 
-/* Runs the loop until cond(arg) or ~5 s; returns cond's last value. */
+/* Runs the loop until cond(arg) or ~20 s; returns cond's last value. */
 static bool run_until(fixture *fx, tclient *tc, bool (*cond)(void *), void *arg)
 {
     bool timed_out = false;
     uv_timer_t timer;
     uv_timer_init(&fx->loop, &timer);
     timer.data = &timed_out;
-    uv_timer_start(&timer, on_timeout, 5000, 0);
+    uv_timer_start(&timer, on_timeout, 20000, 0);
     bool ok = cond(arg);
     while (!ok && !timed_out) {
         if (tc) {
@@ -185,7 +196,10 @@ static int cb_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t 
 {
     tstream *st = find_stream(ud, id);
     if (st != NULL) {
-        st->body = realloc(st->body, st->body_len + len);
+        if (st->body_len + len > st->body_cap) {
+            st->body_cap = (st->body_len + len) * 2;
+            st->body = realloc(st->body, st->body_cap);
+        }
         memcpy(st->body + st->body_len, data, len);
         st->body_len += len;
     }
@@ -207,6 +221,8 @@ static bool is_connected(void *arg)
     return ((tclient *)arg)->connected;
 }
 
+static int tc_rcvbuf; /* if set, SO_RCVBUF of the next client socket, before it connects */
+
 static void tc_connect(fixture *fx, tclient *tc, bool http2)
 {
     memset(tc, 0, sizeof(*tc));
@@ -218,6 +234,12 @@ static void tc_connect(fixture *fx, tclient *tc, bool http2)
     uv_ip4_addr("127.0.0.1", fx->port, &addr);
     assert_int_equal(
         uv_tcp_connect(&tc->connect_req, &tc->tcp, (struct sockaddr *)&addr, tc_on_connect), 0);
+    if (tc_rcvbuf != 0) {
+        /* Before the handshake ends, so the advertised window stays small. */
+        int size = tc_rcvbuf;
+        uv_recv_buffer_size((uv_handle_t *)&tc->tcp, &size);
+        tc_rcvbuf = 0;
+    }
     if (!http2) {
         assert_true(run_until(fx, NULL, is_connected, tc));
         return;
@@ -794,6 +816,9 @@ static void test_backpressure(void **state)
     fixture *fx = *state;
     fake_server_put_raw(fx->srv, "big", 200 * 1000, 'b');
     tclient slow, other;
+    /* A bounded client receive buffer (Linux autotunes it up to 32 MiB),
+     * so a few MB of replies fill the path. */
+    tc_rcvbuf = 256 * 1024;
     tc_connect(fx, &slow, true);
     tc_connect(fx, &other, true);
     /* Huge windows, so flow control does not stop the member first. */
@@ -803,11 +828,22 @@ static void test_backpressure(void **state)
     uv_read_stop((uv_stream_t *)&slow.tcp);
     Etcdserverpb__RangeRequest rr = ETCDSERVERPB__RANGE_REQUEST__INIT;
     rr.key = (ProtobufCBinaryData){3, (uint8_t *)"big"};
-    enum { CALLS = 150 }; /* 30 MB of replies: past any socket buffers */
+    enum { CALLS = 60 }; /* 12 MB of replies: past the socket buffers and ours */
     for (int i = 0; i < CALLS; i++) {
         tc_call(&slow, "/etcdserverpb.KV/Range", &rr.base, 0);
     }
     assert_true(run_until(fx, &slow, read_paused, fx->api));
+    /* Paused: more requests from the slow client are not read. */
+    uint64_t seen = fake_server_requests(fx->srv);
+    for (int i = 0; i < 20; i++) {
+        tc_call(&slow, "/etcdserverpb.KV/Range", &rr.base, 0);
+    }
+    for (int i = 0; i < 50; i++) {
+        tc_flush(&slow);
+        uv_run(&fx->loop, UV_RUN_NOWAIT);
+        usleep(2000);
+    }
+    assert_int_equal(fake_server_requests(fx->srv), seen);
     /* Another connection is served meanwhile. */
     tstream *q = put(&other, "other", "ok", 0);
     wait_stream(fx, &other, q);
@@ -821,6 +857,99 @@ static void test_backpressure(void **state)
     }
     tc_close(fx, &slow);
     tc_close(fx, &other);
+}
+
+static uint64_t rng_state;
+
+static uint32_t rng(void)
+{
+    /* xorshift64*: deterministic, seeded per test. */
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return (uint32_t)((rng_state * 2685821657736338717ull) >> 32);
+}
+
+/* Random frames after a valid preface, many connections: the member must
+ * neither crash (ASan/UBSan watch) nor stop serving a well-behaved client. */
+static void test_random_frames(void **state)
+{
+    fixture *fx = *state;
+    rng_state = 0x9e3779b97f4a7c15ull;
+    tclient good;
+    tc_connect(fx, &good, true);
+    for (int c = 0; c < 60; c++) {
+        tclient bad;
+        tc_connect(fx, &bad, false);
+        uv_read_start((uv_stream_t *)&bad.tcp, tc_alloc, tc_read);
+        const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+        tc_write_raw(&bad, preface, sizeof(preface) - 1);
+        uint8_t settings[9] = {0, 0, 0, 4, 0, 0, 0, 0, 0};
+        tc_write_raw(&bad, settings, 9);
+        for (int f = 0; f < 20; f++) {
+            uint8_t buf[9 + 64];
+            uint32_t len = rng() % 65;
+            buf[0] = 0;
+            buf[1] = 0;
+            buf[2] = (uint8_t)len;
+            buf[3] = (uint8_t)(rng() % 11); /* DATA .. CONTINUATION, and one unknown */
+            buf[4] = (uint8_t)rng();        /* any flags */
+            uint32_t sid = rng() % 4 == 0 ? 0 : (rng() % 8) * 2 + 1;
+            buf[5] = 0;
+            buf[6] = 0;
+            buf[7] = 0;
+            buf[8] = (uint8_t)sid;
+            for (uint32_t i = 0; i < len; i++) {
+                buf[9 + i] = (uint8_t)rng();
+            }
+            tc_write_raw(&bad, buf, 9 + len);
+        }
+        for (int i = 0; i < 5; i++) {
+            uv_run(&fx->loop, UV_RUN_NOWAIT);
+        }
+        tc_close(fx, &bad);
+        if (c % 10 == 9) {
+            tstream *q = put(&good, "still", "serving", 0);
+            wait_stream(fx, &good, q);
+            assert_int_equal(q->grpc_status, 0);
+        }
+    }
+    tc_close(fx, &good);
+}
+
+/* Random message bodies to every served method: each call ends with some
+ * status (never a hang), and the connection keeps working. */
+static void test_random_bodies(void **state)
+{
+    fixture *fx = *state;
+    rng_state = 0x2545f4914f6cdd1dull;
+    static const char *const paths[] = {
+        "/etcdserverpb.KV/Range",           "/etcdserverpb.KV/Put",
+        "/etcdserverpb.KV/DeleteRange",     "/etcdserverpb.KV/Txn",
+        "/etcdserverpb.KV/Compact",         "/etcdserverpb.Maintenance/Status",
+        "/etcdserverpb.Cluster/MemberList",
+    };
+    tclient tc;
+    tc_connect(fx, &tc, true);
+    for (int i = 0; i < 300; i++) {
+        uint8_t body[5 + 48];
+        uint32_t len = rng() % 48;
+        api_grpc_write_prefix_for_test(body, len);
+        for (uint32_t j = 0; j < len; j++) {
+            /* Mostly plausible tags (fields 1..8, all wire types), some noise. */
+            body[5 + j] =
+                rng() % 3 == 0 ? (uint8_t)rng() : (uint8_t)((rng() % 8 + 1) << 3 | rng() % 6);
+        }
+        tc_call_raw(&tc, paths[i % 7], body, 5 + len, rng() % 4 + 1, true);
+    }
+    assert_true(run_until(fx, &tc, all_closed, &tc));
+    for (size_t i = 0; i < tc.nstreams; i++) {
+        assert_true(tc.streams[i].grpc_status >= 0);
+    }
+    tstream *q = put(&tc, "after", "fuzz", 0);
+    wait_stream(fx, &tc, q);
+    assert_int_equal(q->grpc_status, 0);
+    tc_close(fx, &tc);
 }
 
 static void test_close_with_open_connections(void **state)
@@ -857,6 +986,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_many_streams, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backpressure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_random_frames, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_random_bodies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_with_open_connections, setup, teardown),
     };
     return cmocka_run_group_tests_name("api.http2", tests, NULL, NULL);
