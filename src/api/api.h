@@ -48,9 +48,10 @@ void api_grpc_close(api_grpc_server *listener, void (*closed)(void *ctx), void *
 typedef struct api_stats {
     uint64_t connections_accepted;
     uint64_t connections_open;
-    uint64_t calls;       /* streams opened */
-    uint64_t writes;      /* uv_write calls */
-    uint64_t read_pauses; /* reads stopped on a full output buffer */
+    uint64_t calls;         /* streams opened */
+    uint64_t writes;        /* uv_write calls */
+    uint64_t read_pauses;   /* reads stopped on a full output buffer */
+    uint64_t accept_errors; /* failed accepts (e.g. out of file descriptors) */
 } api_stats;
 void api_grpc_stats(const api_grpc_server *listener, api_stats *out);
 

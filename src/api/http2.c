@@ -821,7 +821,12 @@ static void on_connection(uv_stream_t *listener_stream, int status)
 {
     api_grpc_server *l = listener_stream->data;
     if (status < 0) {
-        FL_LOG_WARNF("api", "accept failed", "err=\"%s\"", uv_strerror(status));
+        /* Out of file descriptors comes in bursts: log the first of each
+         * thousand, not every one. */
+        if (l->stats.accept_errors++ % 1000 == 0) {
+            FL_LOG_WARNF("api", "accept failed", "err=\"%s\" count=%llu", uv_strerror(status),
+                         (unsigned long long)l->stats.accept_errors);
+        }
         return;
     }
     api_conn *conn = calloc(1, sizeof(*conn));

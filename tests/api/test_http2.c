@@ -952,6 +952,26 @@ static void test_random_bodies(void **state)
     tc_close(fx, &tc);
 }
 
+/* A port in use and a bad host are reported, and leave nothing behind. */
+static void test_listen_errors(void **state)
+{
+    fixture *fx = *state;
+    api_grpc_server *second = NULL;
+    assert_int_equal(api_grpc_listen(&fx->loop, fx->srv, "127.0.0.1", fx->port, NULL, &second),
+                     FL_ERR_UNAVAILABLE);
+    assert_null(second);
+    assert_int_equal(api_grpc_listen(&fx->loop, fx->srv, "not-an-ip", 1, NULL, &second),
+                     FL_ERR_INVALID);
+    assert_null(second);
+    uv_run(&fx->loop, UV_RUN_NOWAIT); /* the failed listener's handles close */
+    tclient tc;
+    tc_connect(fx, &tc, true);
+    tstream *q = put(&tc, "first", "listener", 0);
+    wait_stream(fx, &tc, q);
+    assert_int_equal(q->grpc_status, 0);
+    tc_close(fx, &tc);
+}
+
 static void test_close_with_open_connections(void **state)
 {
     fixture *fx = *state;
@@ -988,6 +1008,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_backpressure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_random_frames, setup, teardown),
         cmocka_unit_test_setup_teardown(test_random_bodies, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_listen_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_with_open_connections, setup, teardown),
     };
     return cmocka_run_group_tests_name("api.http2", tests, NULL, NULL);
