@@ -47,6 +47,7 @@ typedef struct bench_config {
     bool serializable;
     double read_fraction;
     bool sequential;
+    uint64_t key_offset; /* added to every key number (loading in steps) */
     bool json;
     uint64_t timeout_ms;
 } bench_config;
@@ -225,7 +226,7 @@ static void bench_issue(slot *s)
     uint64_t k =
         b->cfg.sequential ? b->issued % b->cfg.key_space : rng_next(&b->rng) % b->cfg.key_space;
     uint8_t key[BENCH_KEY_BYTES_MAX];
-    size_t key_len = make_key(b, k, key);
+    size_t key_len = make_key(b, k + b->cfg.key_offset, key);
     ProtobufCBinaryData kb = {key_len, key}, vb = {b->cfg.val_size, b->value};
     s->key = k;
     bool read = b->cfg.w == W_RANGE ||
@@ -300,6 +301,7 @@ static void usage(void)
            "  --key-space N         distinct keys (default 100000)\n"
            "  --seed N              random seed (default 1)\n"
            "  --sequential          keys 0,1,2,... in order instead of random (loading)\n"
+           "  --key-offset N        add N to every key number (default 0)\n"
            "  --consistency l|s     range: linearizable (default) or serializable\n"
            "  --read-fraction F     mixed: share of ranges (default 0.5)\n"
            "  --timeout D           per request (default 30s)\n"
@@ -387,6 +389,8 @@ static int parse_args(int argc, char **argv, bench_config *c)
             c->val_size = (uint32_t)x;
         } else if (strcmp(name, "--key-space") == 0) {
             rc = parse_u64(name, v, 1, UINT64_C(1) << 40, &c->key_space);
+        } else if (strcmp(name, "--key-offset") == 0) {
+            rc = parse_u64(name, v, 0, UINT64_C(1) << 40, &c->key_offset);
         } else if (strcmp(name, "--seed") == 0) {
             rc = parse_u64(name, v, 0, UINT64_MAX, &c->seed);
         } else if (strcmp(name, "--consistency") == 0) {
