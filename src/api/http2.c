@@ -11,10 +11,11 @@
  *   plus a uv_idle so a reply queued after the check phase does not wait for
  *   the next poll) every dirty connection pulls frames from nghttp2 into one
  *   buffer and issues one uv_write.
- * Backpressure: one write in flight per connection; frames stay queued in
- * nghttp2 meanwhile. When a flush fills API_OUT_BUF_LIMIT the connection
- * stops reading until the write completes, so a client that does not read
- * its responses cannot make the member buffer without bound.
+ * Backpressure: one write in flight per connection; later frames fill a
+ * second buffer (written whole when the first completes). When that buffer
+ * reaches API_OUT_BUF_LIMIT the connection stops reading until the write
+ * completes, so a client that does not read its responses cannot make the
+ * member buffer without bound; further frames wait in nghttp2.
  * A call whose stream or connection goes away while the server holds it is
  * detached and freed by the server's callback (see internal.h).
  */
