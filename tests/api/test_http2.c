@@ -952,6 +952,56 @@ static void test_random_bodies(void **state)
     tc_close(fx, &tc);
 }
 
+static bool all_clients_closed(void *arg)
+{
+    tclient *clients = arg;
+    for (int i = 0; i < 100; i++) {
+        if (!all_closed(&clients[i])) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Many connections at once, each with a few calls in flight. */
+static void test_many_connections(void **state)
+{
+    fixture *fx = *state;
+    tclient *clients = calloc(100, sizeof(*clients));
+    char key[32];
+    for (int i = 0; i < 100; i++) {
+        tc_connect(fx, &clients[i], true);
+        for (int j = 0; j < 3; j++) {
+            snprintf(key, sizeof(key), "c%02d-%d", i % 50, j);
+            put(&clients[i], key, "v", 0);
+        }
+        tc_flush(&clients[i]);
+    }
+    bool done = false;
+    for (int round = 0; round < 2000 && !done; round++) {
+        for (int i = 0; i < 100; i++) {
+            tc_flush(&clients[i]);
+        }
+        uv_run(&fx->loop, UV_RUN_NOWAIT);
+        done = all_clients_closed(clients);
+        if (!done) {
+            usleep(1000);
+        }
+    }
+    assert_true(done);
+    api_stats st;
+    api_grpc_stats(fx->api, &st);
+    assert_int_equal(st.connections_open, 100);
+    assert_int_equal(st.calls, 300);
+    for (int i = 0; i < 100; i++) {
+        for (size_t j = 0; j < clients[i].nstreams; j++) {
+            assert_int_equal(clients[i].streams[j].grpc_status, 0);
+        }
+        tc_close(fx, &clients[i]);
+    }
+    free(clients);
+}
+
 /* A port in use and a bad host are reported, and leave nothing behind. */
 static void test_listen_errors(void **state)
 {
@@ -1008,6 +1058,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_backpressure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_random_frames, setup, teardown),
         cmocka_unit_test_setup_teardown(test_random_bodies, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_many_connections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_listen_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_with_open_connections, setup, teardown),
     };
