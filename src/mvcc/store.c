@@ -16,8 +16,10 @@
  * batch it poisons the batch, which mvcc_batch_commit then reports.
  */
 #include <assert.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 #include "mvcc/internal.h"
 #include "util/log.h"
@@ -27,6 +29,11 @@
 #define STATE_LEN             52
 #define DEFAULT_COMPACT_CHUNK 10000
 #define QUOTA_PUT_OVERHEAD    128
+/* A commit that fails with EIO while the file system has less than this
+ * free is reported as FL_ERR_NOSPACE (see commit_err). Generous because other
+ * writers on the same file system (the WAL cutting a failed append back) may
+ * free some space between LMDB's failure and the check. */
+#define DISK_FULL_SLACK_BYTES (64ull << 20)
 
 static const char STATE_KEY[] = "state";
 
@@ -115,6 +122,27 @@ static void write_abort(mvcc_store *store)
     store->work = store->committed;
 }
 
+/* The error of a failed mdb_txn_commit. LMDB reports a short write of its
+ * pages as EIO ("TODO: Use which error code?" in mdb_page_flush), and a full
+ * disk gives exactly that: pwritev writes up to the last free block and
+ * returns short. Calling that an I/O error would make the server give up on
+ * a condition that freeing space cures, so an EIO on a file system that is
+ * (nearly) full is reported as FL_ERR_NOSPACE. */
+static fl_err commit_err(mvcc_store *store, int rc)
+{
+    if (rc == EIO) {
+        mdb_filehandle_t fd;
+        struct statvfs vfs;
+        if (mdb_env_get_fd(store->env, &fd) == 0 && fstatvfs(fd, &vfs) == 0 &&
+            (uint64_t)vfs.f_bavail * vfs.f_frsize < DISK_FULL_SLACK_BYTES) {
+            FL_LOG_WARNF("mvcc", "lmdb commit failed: file system full", "free_bytes=%llu",
+                         (unsigned long long)vfs.f_bavail * vfs.f_frsize);
+            return FL_ERR_NOSPACE;
+        }
+    }
+    return mvcc_lmdb_err(rc);
+}
+
 static fl_err write_commit(mvcc_store *store)
 {
     assert(store->wtxn != NULL);
@@ -128,7 +156,7 @@ static fl_err write_commit(mvcc_store *store)
     memset(&store->wview, 0, sizeof store->wview);
     if (rc != 0) {
         store->work = store->committed;
-        return mvcc_lmdb_err(rc);
+        return commit_err(store, rc);
     }
     store->committed = store->work;
     return FL_OK;

@@ -4,8 +4,10 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static int setup(void **state)
 {
@@ -371,6 +373,111 @@ static void commit_failure_rolls_back(void **state)
     assert_int_equal(mvcc_current_revision(ts->store), 3);
 }
 
+/* A really full file system (a small tmpfs mounted here; needs root). LMDB
+ * reports its short page write as EIO; mvcc must call it FL_ERR_NOSPACE so
+ * that the server waits for space instead of giving up, and the store must
+ * work again once there is room. */
+static char full_dir[64];
+static bool full_mounted;
+
+static int full_teardown(void **state)
+{
+    tstore *ts = *state;
+    if (ts != NULL) {
+        mvcc_close(ts->store);
+        free(ts);
+    }
+    if (full_mounted) {
+        umount2(full_dir, MNT_DETACH);
+        full_mounted = false;
+    }
+    if (full_dir[0]) {
+        rmdir(full_dir);
+        full_dir[0] = 0;
+    }
+    return 0;
+}
+
+static void full_disk_is_nospace(void **state)
+{
+    *state = NULL;
+    snprintf(full_dir, sizeof full_dir, "/tmp/mvcc-full-XXXXXX");
+    assert_non_null(mkdtemp(full_dir));
+    if (geteuid() != 0 || mount("tmpfs", full_dir, "tmpfs", 0, "size=1m") != 0) {
+        const char *skip_env = getenv("FLOTILLA_SKIP_PRIVILEGED");
+        if (skip_env && strcmp(skip_env, "1") == 0) {
+            printf("SKIP: full_disk_is_nospace needs root to mount a tmpfs\n");
+            skip();
+        }
+        fail_msg("full_disk_is_nospace needs root to mount a tmpfs at %s (set "
+                 "FLOTILLA_SKIP_PRIVILEGED=1 to skip)",
+                 full_dir);
+    }
+    full_mounted = true;
+    tstore *ts = calloc(1, sizeof *ts);
+    assert_non_null(ts);
+    *state = ts;
+    snprintf(ts->dir, sizeof ts->dir, "%s", full_dir);
+    mvcc_options opt = {.map_size_bytes = 64 << 20, .quota_bytes = 1ull << 40};
+    assert_int_equal(mvcc_open(ts->dir, &opt, &ts->store), FL_OK);
+    ts->next_index = 1;
+
+    static char value[100 * 1024];
+    memset(value, 'v', sizeof value - 1);
+    char key[16];
+    mvcc_response resp;
+    fl_err err = FL_OK;
+    int i = 0;
+    for (; i < 40; i++) {
+        snprintf(key, sizeof key, "k%02d", i);
+        mvcc_request req = {.type = MVCC_REQ_PUT, .u.put = {.key = B(key), .value = B(value)}};
+        err = ts_apply(ts, &req, &resp);
+        mvcc_response_free(&resp);
+        if (err != FL_OK)
+            break;
+    }
+    assert_true(i > 0 && i < 40);
+    assert_int_equal(err, FL_ERR_NOSPACE); /* was FL_ERR_IO */
+    assert_int_equal(mvcc_applied_index(ts->store), (uint64_t)i);
+    /* the same in a batch: the commit is where it fails */
+    ts->next_index = (uint64_t)i + 1;
+    assert_int_equal(mvcc_batch_begin(ts->store), FL_OK);
+    mvcc_request req = {.type = MVCC_REQ_PUT, .u.put = {.key = B(key), .value = B(value)}};
+    assert_int_equal(ts_apply(ts, &req, &resp), FL_OK);
+    mvcc_response_free(&resp);
+    assert_int_equal(mvcc_batch_commit(ts->store), FL_ERR_NOSPACE);
+    assert_int_equal(mvcc_applied_index(ts->store), (uint64_t)i);
+    char buf[8];
+    assert_false(ts_get(ts, key, 0, buf, sizeof buf, NULL));
+    /* earlier keys still read */
+    mvcc_range_req all = {.key = B("k"), .range_end = B("l"), .count_only = true};
+    mvcc_range_result res;
+    assert_int_equal(ts_range(ts, &all, &res), FL_OK);
+    assert_int_equal(res.count, i);
+    mvcc_range_result_free(&res);
+
+    /* room again: the same entry applies, and survives a reopen */
+    assert_int_equal(mount("tmpfs", full_dir, "tmpfs", MS_REMOUNT, "size=8m"), 0);
+    ts->next_index = (uint64_t)i + 1;
+    assert_int_equal(ts_apply(ts, &req, &resp), FL_OK);
+    assert_int_equal(resp.revision, i + 2);
+    mvcc_response_free(&resp);
+    mvcc_close(ts->store);
+    ts->store = NULL;
+    assert_int_equal(mvcc_open(ts->dir, &opt, &ts->store), FL_OK);
+    assert_int_equal(mvcc_applied_index(ts->store), (uint64_t)i + 1);
+    assert_int_equal(mvcc_current_revision(ts->store), i + 2);
+    for (int j = 0; j <= i; j++) {
+        snprintf(key, sizeof key, "k%02d", j);
+        mvcc_range_req rr = {.key = B(key)};
+        assert_int_equal(ts_range(ts, &rr, &res), FL_OK);
+        assert_int_equal(res.kvs_count, 1);
+        assert_int_equal(res.kvs[0].mod_revision, j + 2);
+        assert_int_equal(res.kvs[0].value.len, sizeof value - 1);
+        mvcc_range_result_free(&res);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -385,6 +492,7 @@ int main(void)
         cmocka_unit_test(free_is_safe_on_zeroed_and_twice),
         cmocka_unit_test_setup_teardown(db_size_reports, setup, teardown),
         cmocka_unit_test_setup_teardown(commit_failure_rolls_back, setup, teardown),
+        cmocka_unit_test_teardown(full_disk_is_nospace, full_teardown),
     };
     return cmocka_run_group_tests_name("mvcc.store", tests, NULL, NULL);
 }
