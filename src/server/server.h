@@ -83,8 +83,8 @@ void server_get_header(const server *srv, server_header *out);
  * of the call (it is validated and encoded before this returns).
  * Errors returned at once: validation (FL_ERR_KEY_EMPTY, FL_ERR_DUPLICATE_KEY,
  * FL_ERR_TOO_MANY_OPS), FL_ERR_BUSY (too many pending), FL_ERR_STOPPED.
- * done gets err == FL_OK and an owned *response (the callee must
- * mvcc_response_free it), or an apply-time error (FL_ERR_COMPACTED,
+ * done gets err == FL_OK and an owned, malloc'ed *response (the callee
+ * releases it with mvcc_response_free(response) and then free(response)), or an apply-time error (FL_ERR_COMPACTED,
  * FL_ERR_FUTURE_REV, FL_ERR_NOSPACE, FL_ERR_NO_SPACE_QUOTA, ...) and NULL.
  * The reply's header comes from server_get_header at callback time, except
  * header.revision = response->revision. */
@@ -92,8 +92,9 @@ typedef void (*server_write_done_fn)(void *ctx, fl_err err, mvcc_response *respo
 fl_err server_write(server *srv, const mvcc_request *request, server_write_done_fn done, void *ctx);
 
 /* Reads. serializable=false is linearizable: it observes every write whose
- * reply was sent before this call. done gets an owned *result (callee frees
- * with mvcc_range_result_free) or an error and NULL. */
+ * reply was sent before this call. done gets an owned, malloc'ed *result
+ * (the callee releases it with mvcc_range_result_free(result) and then
+ * free(result)) or an error and NULL. */
 typedef void (*server_range_done_fn)(void *ctx, fl_err err, mvcc_range_result *result);
 fl_err server_range(server *srv, const mvcc_range_req *request, bool serializable,
                     server_range_done_fn done, void *ctx);
