@@ -133,6 +133,7 @@ struct world {
     uint32_t drop_ppm, dup_ppm, hold_ppm, slow_ppm;
     bool cut_at_send; /* partitions drop at send time; messages already in flight cross */
     bool fifo;        /* per-link order kept (like TCP); otherwise any order */
+    bool commit_rule; /* check the leader's commit rule directly (off: end-to-end only) */
     uint64_t next_seq;
     bool blocked[NODES_MAX][NODES_MAX];
     raft_id *leader_of_term;
@@ -561,7 +562,7 @@ static bool check_node(struct node *nd)
     }
     /* Commit rule (Raft §5.4.2): a leader moves its commit index by counting
      * replicas, and only onto an entry of its own term. */
-    if (nd->led_term == st.term && st.commit > nd->led_commit) {
+    if (W.commit_rule && nd->led_term == st.term && st.commit > nd->led_commit) {
         uint64_t term = 0;
         SIM_ASSERT(raft_term_at(nd->raft, st.commit, &term) && term == st.term,
                    "commit rule: leader %" PRIu64 " of term %" PRIu64 " committed index %" PRIu64
@@ -681,9 +682,23 @@ static size_t link_head(size_t at)
     return head;
 }
 
+/* FIFO seeds pick a link, not a message: a busy link does not starve a quiet one. */
+static size_t pick_fifo(void)
+{
+    raft_id from = 1 + below(W.n_nodes), to = 1 + below(W.n_nodes);
+    for (size_t i = 0; i < W.n_net; i++) {
+        if (W.net[i].m.from == from && W.net[i].m.to == to) {
+            return link_head(i);
+        }
+    }
+    return link_head(below(W.n_net));
+}
+
 static void deliver(size_t at, bool now)
 {
-    if (W.fifo) {
+    if (W.fifo && !now) {
+        at = pick_fifo();
+    } else if (W.fifo) {
         at = link_head(at);
     }
     struct raft_msg m = W.net[at].m;
@@ -719,6 +734,23 @@ static void propose(void)
         W.writes_proposed++;
         trace("propose w%" PRIu64 " at node %" PRIu64 " index %" PRIu64, w, nd->id, index);
     }
+}
+
+/* A follower or candidate that has voted for someone else in its current term. */
+static struct node *a_voter(void)
+{
+    for (int tries = 0; tries < 8; tries++) {
+        struct node *nd = random_up();
+        struct raft_status st;
+        if (nd == NULL) {
+            return NULL;
+        }
+        raft_status(nd->raft, &st);
+        if (st.role != RAFT_LEADER && st.vote != 0 && st.vote != st.id) {
+            return nd;
+        }
+    }
+    return NULL;
 }
 
 /* Any leader, stale ones included (a client may still talk to a deposed leader). */
@@ -970,8 +1002,18 @@ static bool fault_step(void)
     case A_READ:
         read_index();
         break;
-    case A_CRASH: /* leaders are the interesting victims: half the time, pick one */
-        if ((below(2) && (nd = a_leader()) != NULL) || (nd = random_up()) != NULL) {
+    case A_CRASH: /* the interesting victims: leaders, and nodes that just voted */
+        switch (below(3)) {
+        case 0:
+            nd = a_leader();
+            break;
+        case 1:
+            nd = a_voter();
+            break;
+        default:
+            break;
+        }
+        if (nd != NULL || (nd = random_up()) != NULL) {
             node_crash(nd);
         }
         break;
@@ -1182,9 +1224,12 @@ static bool liveness(void)
     return false;
 }
 
+static bool end_to_end_only;
+
 static bool run_seed(uint64_t seed, uint64_t steps, bool tr)
 {
     bool ok = world_init(seed, tr);
+    W.commit_rule = !end_to_end_only;
     for (W.step = 0; ok && W.step < steps; W.step++) {
         ok = fault_step();
     }
@@ -1240,9 +1285,11 @@ int main(int argc, char **argv)
             soak = true;
         } else if (strcmp(argv[i], "--until-fail") == 0) {
             until_fail = true;
+        } else if (strcmp(argv[i], "--end-to-end") == 0) {
+            end_to_end_only = true;
         } else {
             fprintf(stderr, "usage: sim [--seed N] [--seeds COUNT] [--steps K] [--trace] [--soak] "
-                            "[--until-fail]\n");
+                            "[--until-fail] [--end-to-end]\n");
             return 2;
         }
     }
