@@ -290,9 +290,11 @@ void server_finish_stop(server *srv)
     assert(srv->reads_count == 0);
     if (uv_is_active((uv_handle_t *)&srv->idle))
         uv_idle_stop(&srv->idle);
-    srv->handles_open = 2;
+    assert(!srv->stalled_head);
+    srv->handles_open = 3;
     uv_close((uv_handle_t *)&srv->async, on_handle_closed);
     uv_close((uv_handle_t *)&srv->idle, on_handle_closed);
+    uv_close((uv_handle_t *)&srv->retry_timer, on_handle_closed);
     server_stats stats;
     server_get_stats(srv, &stats);
     FL_LOG_INFOF("server", "member stopped",
@@ -361,6 +363,7 @@ void server_get_stats(const server *srv, server_stats *out)
     out->writes_failed = srv->writes_failed;
     out->writes_pending = srv->writes_pending;
     out->replayed = srv->replayed;
+    out->apply_stalls = srv->apply_stalls;
 }
 
 const char *server_data_dir(const server *srv)

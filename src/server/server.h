@@ -84,10 +84,10 @@ void server_get_header(const server *srv, server_header *out);
  * Errors returned at once: validation (FL_ERR_KEY_EMPTY, FL_ERR_DUPLICATE_KEY,
  * FL_ERR_TOO_MANY_OPS), FL_ERR_BUSY (too many pending), FL_ERR_STOPPED.
  * done gets err == FL_OK and an owned, malloc'ed *response (the callee
- * releases it with mvcc_response_free(response) and then free(response)), or an apply-time error (FL_ERR_COMPACTED,
- * FL_ERR_FUTURE_REV, FL_ERR_NOSPACE, FL_ERR_NO_SPACE_QUOTA, ...) and NULL.
- * The reply's header comes from server_get_header at callback time, except
- * header.revision = response->revision. */
+ * releases it with mvcc_response_free(response) and then free(response)), or an apply-time error
+ * (FL_ERR_COMPACTED, FL_ERR_FUTURE_REV, FL_ERR_NOSPACE, FL_ERR_NO_SPACE_QUOTA, ...) and NULL. The
+ * reply's header comes from server_get_header at callback time, except header.revision =
+ * response->revision. */
 typedef void (*server_write_done_fn)(void *ctx, fl_err err, mvcc_response *response);
 fl_err server_write(server *srv, const mvcc_request *request, server_write_done_fn done, void *ctx);
 
@@ -131,6 +131,7 @@ typedef struct server_stats {
     uint64_t writes_failed;  /* writes failed before apply (WAL error, stop) */
     uint64_t writes_pending; /* accepted, done not yet called */
     uint64_t replayed;       /* entries replayed from the WAL at start-up */
+    uint64_t apply_stalls;   /* times LMDB had no disk space and logged writes waited */
 } server_stats;
 void server_get_stats(const server *srv, server_stats *out);
 

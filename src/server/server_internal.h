@@ -36,7 +36,8 @@ typedef struct server_pending_write {
     uint8_t *payload; /* owned (malloc'ed by mvcc_request_encode) */
     size_t payload_len;
     uint64_t index;          /* log index, assigned by the writer thread */
-    fl_err wal_err;          /* FL_OK once appended and fsynced */
+    fl_err wal_err;          /* FL_OK once appended and fsynced; then the apply's answer */
+    bool logged;             /* appended and fsynced: it is in the log and must be applied */
     mvcc_response *response; /* allocated up front; handed to done on FL_OK */
     server_write_done_fn done;
     void *ctx;
@@ -98,6 +99,14 @@ struct server {
     uint64_t replayed;
     bool stopping;
     bool failed; /* fatal: apply or sync failed; writes answer FL_ERR_IO */
+    /* Logged writes waiting for LMDB to have room again (its commit failed
+     * with FL_ERR_NOSPACE), in log order, ahead of anything the writer
+     * finishes later. While this is non-empty new writes are refused with
+     * FL_ERR_NOSPACE and retry_timer re-applies the list with a backoff. */
+    server_pending_write *stalled_head, *stalled_tail;
+    uv_timer_t retry_timer;
+    uint64_t retry_delay_ms; /* 0 = not stalled since the last success */
+    uint64_t apply_stalls;   /* times applies had to wait for disk space */
     server_pending_read *reads_head, *reads_tail;
     size_t reads_count;
     uv_idle_t idle; /* active while reads wait for their done call */
@@ -117,6 +126,8 @@ fl_err server_recover(server *srv, const wal_recovery_info *info, char *errbuf, 
 fl_err server_writer_start(server *srv);
 void server_writer_request_stop(server *srv);
 void server_on_async(uv_async_t *handle);
+/* At stop, after the writer exited: answer what still waits for disk space. */
+void server_stall_finish(server *srv);
 
 /* server_read.c */
 void server_on_idle(uv_idle_t *handle);

@@ -26,11 +26,20 @@
  *   failing them could both be a lie later. The writer refuses all further
  *   writes and the member goes fatal (see server_enter_fatal): crash rather
  *   than diverge. A restart replays whatever the log really holds.
- * - mvcc_apply/commit fails with an LMDB error (FL_ERR_IO, FL_ERR_NOSPACE,
+ * - LMDB has no disk space for an entry the WAL already made durable
+ *   (mvcc reports FL_ERR_NOSPACE: the WAL append fit, LMDB's pages did not):
+ *   the entries are in the log, so failing them would be a lie (a restart
+ *   applies them) and the member must not die of a full disk either. The
+ *   batch is rolled back and its writes wait, unanswered, on the stalled
+ *   list; a timer re-applies them with a backoff (50 ms doubling to 1 s)
+ *   until LMDB has room, then they get their real answers. Meanwhile reads
+ *   work (they see only what was answered) and new writes are refused at
+ *   once with FL_ERR_NOSPACE, which is true: they are not logged.
+ * - mvcc_apply/commit fails with another LMDB error (FL_ERR_IO,
  *   FL_ERR_CORRUPT, FL_ERR_NOMEM) after the WAL is durable: the batch is
  *   rolled back, its writes get FL_ERR_IO (never success), and the member goes
- *   fatal. Retrying in place could loop forever on a full disk; a restart
- *   replays the WAL from the applied index and loses nothing acknowledged.
+ *   fatal. A restart replays the WAL from the applied index and loses nothing
+ *   acknowledged.
  *   Request-level apply errors (compacted, future revision, quota, lease not
  *   found) are normal answers: the entry is applied as a no-op.
  */
@@ -116,8 +125,10 @@ static void *writer_main(void *arg)
         if (err != FL_OK && !broken)
             FL_LOG_WARNF("server", "WAL append failed", "err=%s entries=%zu sync_failed=%d",
                          fl_err_name(err), count, (int)sync_failed);
-        for (server_pending_write *w = first; w; w = w->next)
+        for (server_pending_write *w = first; w; w = w->next) {
             w->wal_err = err;
+            w->logged = err == FL_OK;
+        }
 
         pthread_mutex_lock(&srv->mu);
         if (!broken)
@@ -152,8 +163,10 @@ fl_err server_writer_start(server *srv)
     int rc = uv_async_init(srv->loop, &srv->async, server_on_async);
     if (rc == 0)
         rc = uv_idle_init(srv->loop, &srv->idle);
+    if (rc == 0)
+        rc = uv_timer_init(srv->loop, &srv->retry_timer);
     if (rc != 0) {
-        /* rare; the async handle was not initialised (idle init cannot fail) */
+        /* rare; the async handle was not initialised (idle and timer init cannot fail) */
         pthread_mutex_lock(&srv->mu);
         srv->writer_stop = true;
         pthread_cond_signal(&srv->cond);
@@ -164,6 +177,7 @@ fl_err server_writer_start(server *srv)
     }
     srv->async.data = srv;
     srv->idle.data = srv;
+    srv->retry_timer.data = srv;
     pthread_mutex_lock(&srv->mu);
     srv->async_ready = true;
     pthread_mutex_unlock(&srv->mu);
@@ -187,6 +201,8 @@ fl_err server_write(server *srv, const mvcc_request *request, server_write_done_
         return FL_ERR_STOPPED;
     if (srv->failed)
         return FL_ERR_IO;
+    if (srv->stalled_head)
+        return FL_ERR_NOSPACE; /* LMDB is out of disk: logging more would only queue up */
     fl_err err = mvcc_request_validate(request, srv->options.max_txn_ops);
     if (err != FL_OK)
         return err;
@@ -340,29 +356,120 @@ static fl_err apply_run(server *srv, server_pending_write *first, server_pending
     return err;
 }
 
+#define RETRY_DELAY_FIRST_MS 50u
+#define RETRY_DELAY_MAX_MS   1000u
+
+/* Puts the writes of list behind the stalled ones: logged writes wait there
+ * (their answers from a rolled-back batch are dropped); a write the WAL
+ * refused is not in the log and is answered at once. */
+static void stall_append(server *srv, server_pending_write *list)
+{
+    while (list) {
+        server_pending_write *w = list;
+        list = w->next;
+        w->next = NULL;
+        if (!w->logged) {
+            finish_write(srv, w, w->wal_err, false);
+            continue;
+        }
+        mvcc_response_free(w->response);
+        memset(w->response, 0, sizeof *w->response);
+        w->wal_err = FL_OK;
+        if (srv->stalled_tail)
+            srv->stalled_tail->next = w;
+        else
+            srv->stalled_head = w;
+        srv->stalled_tail = w;
+    }
+}
+
+static void process_done(server *srv, server_pending_write *list);
+
+static void on_retry_timer(uv_timer_t *timer)
+{
+    server *srv = timer->data;
+    server_pending_write *list = srv->stalled_head;
+    srv->stalled_head = srv->stalled_tail = NULL;
+    uint64_t first = list ? list->index : 0;
+    process_done(srv, list);
+    if (!srv->stalled_head && list && !srv->failed) {
+        srv->retry_delay_ms = 0;
+        FL_LOG_INFOF("server", "LMDB has room again; stalled writes applied",
+                     "first_index=%" PRIu64 " applied_index=%" PRIu64, first,
+                     mvcc_applied_index(srv->store));
+    }
+}
+
+static void stall(server *srv, server_pending_write *list)
+{
+    bool was_stalled = srv->stalled_head != NULL;
+    stall_append(srv, list);
+    if (!srv->stalled_head)
+        return;
+    if (!was_stalled && srv->retry_delay_ms == 0) {
+        srv->apply_stalls++;
+        FL_LOG_WARNF("server", "no disk space for LMDB; logged writes wait, new writes are refused",
+                     "first_index=%" PRIu64, srv->stalled_head->index);
+    }
+    srv->retry_delay_ms = srv->retry_delay_ms == 0                       ? RETRY_DELAY_FIRST_MS
+                          : srv->retry_delay_ms * 2 > RETRY_DELAY_MAX_MS ? RETRY_DELAY_MAX_MS
+                                                                         : srv->retry_delay_ms * 2;
+    uv_timer_start(&srv->retry_timer, on_retry_timer, srv->retry_delay_ms, 0);
+}
+
+/* At stop: one last try, then the writes still stalled are answered
+ * FL_ERR_STOPPED. They are in the log, so a restart with room applies them:
+ * like etcd's "server stopped", the answer does not say they failed. */
+void server_stall_finish(server *srv)
+{
+    if (!srv->stalled_head)
+        return;
+    uv_timer_stop(&srv->retry_timer);
+    server_pending_write *list = srv->stalled_head;
+    srv->stalled_head = srv->stalled_tail = NULL;
+    process_done(srv, list);
+    uv_timer_stop(&srv->retry_timer);
+    list = srv->stalled_head;
+    srv->stalled_head = srv->stalled_tail = NULL;
+    while (list) {
+        server_pending_write *w = list;
+        list = w->next;
+        finish_write(srv, w, FL_ERR_STOPPED, false);
+    }
+}
+
 /* Handles the writes the writer finished, in log order. */
 static void process_done(server *srv, server_pending_write *list)
 {
+    if (srv->stalled_head) {
+        stall(srv, list); /* keep log order: behind the stalled ones */
+        return;
+    }
     while (list) {
-        if (list->wal_err != FL_OK || srv->failed) {
+        if (!list->logged || srv->failed) {
             server_pending_write *w = list;
             list = w->next;
             finish_write(srv, w, srv->failed ? FL_ERR_IO : w->wal_err, false);
             continue;
         }
         server_pending_write *end = list;
-        while (end && end->wal_err == FL_OK)
+        while (end && end->logged)
             end = end->next;
         char reason[256];
         server_pending_write *applied_end = NULL;
         fl_err err = apply_run(srv, list, end, &applied_end, reason, sizeof reason);
         if (err != FL_OK) {
-            /* answer what was applied, fail the rest (and everything after
-             * it) with FL_ERR_IO, then go fatal */
+            /* answer what was applied; the rest waits for disk space, or
+             * (any other store failure) fails with FL_ERR_IO, and everything
+             * after it too, and the member goes fatal */
             while (list != applied_end) {
                 server_pending_write *w = list;
                 list = w->next;
                 finish_write(srv, w, w->wal_err, true);
+            }
+            if (err == FL_ERR_NOSPACE) {
+                stall(srv, list);
+                return;
             }
             while (list) {
                 server_pending_write *w = list;
@@ -399,6 +506,7 @@ void server_on_async(uv_async_t *handle)
         assert(srv->stopping);
         pthread_join(srv->writer, NULL);
         srv->writer_joined = true;
+        server_stall_finish(srv);
         /* the writer exits only with an empty queue, and its last batch was
          * moved to the done list before exited was set: all answered */
         server_finish_stop(srv);

@@ -1,0 +1,282 @@
+"""A full disk: the real `flotilla serve` with its data dir on a small tmpfs
+that this test mounts (needs root; without it the test FAILS unless
+FLOTILLA_SKIP_PRIVILEGED=1, then it prints SKIP and passes).
+
+1. Puts of 48 KiB values succeed while there is room.
+2. WAL full: a filler file leaves less room than one WAL record. A put fails
+   at once with gRPC Unavailable "etcdserver: no space left on device"
+   (Flotilla's text, docs/api.md: etcd has no analogue, it exits on a failed
+   disk write; its NOSPACE alarm "mvcc: database space exceeded" is for the
+   quota only). A second client still reads everything acknowledged, endpoint
+   status works, the process is alive.
+3. The filler is deleted: puts succeed again, same process.
+4. LMDB full: room for the WAL record but not for LMDB's pages. The entry is
+   durable in the WAL, so it can be neither failed nor acked: the put waits
+   while the member retries the apply (docs/server.md); meanwhile new puts
+   fail at once with "no space left on device", reads work, the process is
+   alive. Once the filler goes, the waiting put is answered with success.
+5. SIGTERM while an apply waits for room: exit 0; that write was logged, so
+   the restart (with room) applies it; its client was not told it failed.
+6. SIGKILL and restart on the same data dir: every acknowledged put is there
+   with its value and revision, no put that failed with "no space" is, and the
+   revisions are exactly the acknowledged ones (plus the one logged write of
+   step 5): nothing else was applied.
+"""
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import harness
+
+TMPFS_MB = 24
+VALUE_BYTES = 48 * 1024
+NOSPACE_TEXT = "code = Unavailable desc = etcdserver: no space left on device"
+STALL_LOG = "no disk space for LMDB"
+
+
+def put(endpoint, key, value, timeout_s=10):
+    """etcdctl put; returns (revision or None, stderr)."""
+    env = dict(os.environ, ETCDCTL_API="3")
+    proc = subprocess.run([harness.ETCDCTL, "--endpoints", endpoint, "--dial-timeout", "5s",
+                           "--command-timeout", "%ds" % timeout_s, "put", key, value, "-w", "json"],
+                          capture_output=True, text=True, env=env, timeout=timeout_s + 20)
+    if proc.returncode != 0:
+        return None, proc.stderr
+    return json.loads(proc.stdout)["header"]["revision"], proc.stderr
+
+
+def value_for(key):
+    return (key + ":") * (VALUE_BYTES // (len(key) + 1))
+
+
+def read_all(endpoint):
+    _, out, _ = harness.etcdctl(endpoint, "get", "k", "--prefix", "-w", "json")
+    data = json.loads(out)
+    kvs = {}
+    for kv in data.get("kvs", []):
+        kvs[base64.b64decode(kv["key"]).decode()] = (
+            base64.b64decode(kv.get("value", "")).decode(), kv["mod_revision"])
+    return data["header"]["revision"], kvs
+
+
+def free_bytes(path):
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def fill_to(path, filler, leave):
+    """Makes (or grows) filler so that about `leave` bytes stay free."""
+    grow = free_bytes(path) - leave
+    assert grow > 0, "already fuller than wanted: %d free" % free_bytes(path)
+    with open(filler, "ab") as f:
+        chunk = b"\0" * (1 << 20)
+        while grow > 0:
+            n = min(grow, len(chunk))
+            f.write(chunk[:n])
+            grow -= n
+    got = free_bytes(path)
+    assert abs(got - leave) <= 8192, "wanted %d free, have %d" % (leave, got)
+
+
+def wait_for(pred, what, timeout_s=20.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for " + what)
+
+
+class Checker:
+    def __init__(self, member):
+        self.member = member
+        self.acked = {}     # key -> (value, revision)
+        self.refused = []   # keys whose put failed with "no space"
+        self.seq = 0
+
+    def next_key(self, tag):
+        self.seq += 1
+        return "k/%s/%03d" % (tag, self.seq)
+
+    def put_ok(self, tag):
+        key = self.next_key(tag)
+        rev, err = put(self.member.endpoint, key, value_for(key))
+        assert rev is not None, "put %s failed: %s\n%s" % (key, err, self.member.log_text()[-3000:])
+        self.acked[key] = (value_for(key), rev)
+        return rev
+
+    def put_refused(self, tag):
+        key = self.next_key(tag)
+        rev, err = put(self.member.endpoint, key, value_for(key))
+        assert rev is None, "put %s succeeded (rev %d) on a full disk" % (key, rev)
+        assert NOSPACE_TEXT in err, "put %s: unclear error: %s" % (key, err[-500:])
+        self.refused.append(key)
+
+    def check_serving(self, when):
+        """A second client reads everything acknowledged; the member is alive."""
+        assert self.member.proc.poll() is None, "%s: member exited with %s\n%s" % (
+            when, self.member.proc.returncode, self.member.log_text()[-3000:])
+        revision, kvs = read_all(self.member.endpoint)
+        self.check_kvs(when, revision, kvs, extra={})
+        _, out, _ = harness.etcdctl(self.member.endpoint, "endpoint", "status", "-w", "json")
+        assert json.loads(out)[0]["Status"]["header"]["revision"] == revision
+
+    def check_kvs(self, when, revision, kvs, extra):
+        """kvs holds exactly the acked puts (+ extra), each at its revision."""
+        want = dict(self.acked)
+        want.update(extra)
+        for key, (value, rev) in want.items():
+            assert key in kvs, "%s: acknowledged %s (rev %d) is missing" % (when, key, rev)
+            assert kvs[key][0] == value, "%s: %s has a wrong value" % (when, key)
+            assert kvs[key][1] == rev, "%s: %s at rev %d, acked at %d" % (
+                when, key, kvs[key][1], rev)
+        for key in self.refused:
+            assert key not in kvs, "%s: %s was refused with 'no space' but is there" % (when, key)
+        assert set(kvs) == set(want), "%s: unexpected keys %s" % (when, set(kvs) - set(want))
+        revs = sorted(rev for _, rev in want.values())
+        # every revision belongs to a write we know of: nothing else was applied
+        assert revs == list(range(2, 2 + len(revs))), "%s: revisions %s" % (when, revs)
+        assert revision == 1 + len(revs), (when, revision, len(revs))
+
+
+def run(mnt):
+    data_dir = os.path.join(mnt, "data")
+    member = harness.Member(data_dir=data_dir).start()  # its log lives outside the tmpfs
+    try:
+        c = Checker(member)
+        filler = os.path.join(mnt, "filler")
+
+        # 1. room: a few puts, then the member's own writes fill it to ~300 KiB
+        for _ in range(3):
+            c.put_ok("before")
+        fill_to(mnt, filler, 1 << 20)
+        while free_bytes(mnt) > 300 * 1024:  # a put takes ~110 KiB (WAL + LMDB)
+            c.put_ok("before")
+        print("1. %d puts acked, %d bytes free" % (len(c.acked), free_bytes(mnt)))
+
+        # 2. less room than one WAL record: puts fail at once, reads go on
+        fill_to(mnt, filler, 20 * 1024)
+        for _ in range(3):
+            c.put_refused("walfull")
+        c.check_serving("WAL full")
+        assert STALL_LOG not in member.log_text()
+        print("2. WAL full: puts refused with %r, reads served" % NOSPACE_TEXT)
+
+        # 3. room again, no restart
+        os.unlink(filler)
+        pid = member.proc.pid
+        for _ in range(3):
+            c.put_ok("after")
+        assert member.proc.pid == pid
+        c.check_serving("after the WAL was full")
+        print("3. space freed: puts succeed again, same process")
+
+        # 4. room for the WAL record, not for LMDB's pages (~52 KiB each)
+        fill_to(mnt, filler, VALUE_BYTES + 28 * 1024)
+        key = c.next_key("lmdbfull")
+        result = {}
+        waiter = threading.Thread(target=lambda: result.update(
+            zip(("rev", "err"), put(member.endpoint, key, value_for(key), timeout_s=60))))
+        waiter.start()
+        wait_for(lambda: STALL_LOG in member.log_text(), "the member to report the LMDB stall")
+        time.sleep(0.3)
+        assert waiter.is_alive(), "the logged put was answered while LMDB had no room: %s" % result
+        c.put_refused("lmdbfull")
+        c.check_serving("LMDB full")
+        os.unlink(filler)
+        waiter.join(timeout=60)
+        assert not waiter.is_alive()
+        assert result["rev"] is not None, "the logged put failed: %s" % result["err"]
+        c.acked[key] = (value_for(key), result["rev"])
+        c.put_ok("after")
+        c.check_serving("after LMDB was full")
+        print("4. LMDB full: logged put waited and succeeded at rev %d; others refused"
+              % result["rev"])
+
+        # 5. SIGTERM while a logged write waits for LMDB
+        fill_to(mnt, filler, VALUE_BYTES + 28 * 1024)
+        key = c.next_key("stopped")
+        result = {}
+        waiter = threading.Thread(target=lambda: result.update(
+            zip(("rev", "err"), put(member.endpoint, key, value_for(key), timeout_s=60))))
+        waiter.start()
+        log_before = member.log_text().count(STALL_LOG)
+        wait_for(lambda: member.log_text().count(STALL_LOG) > log_before,
+                 "the second LMDB stall")
+        code = member.stop()
+        assert code == 0, "SIGTERM while stalled: exit %s\n%s" % (code, member.log_text()[-3000:])
+        waiter.join(timeout=60)
+        assert result["rev"] is None, "a put that waited for LMDB was acked at a stop"
+        assert "no space" not in result["err"], "the logged put was told it failed: %s" % (
+            result["err"][-300:])
+        os.unlink(filler)
+        member.start()
+        revision, kvs = read_all(member.endpoint)
+        # it was logged: the restart applies it, at the next revision
+        logged = {key: (value_for(key), 2 + len(c.acked))}
+        c.check_kvs("restart after SIGTERM", revision, kvs, extra=logged)
+        c.acked.update(logged)
+        c.put_ok("after")
+        print("5. SIGTERM while stalled: exit 0, the logged write applied at restart")
+
+        # 6. SIGKILL, restart on the same data dir
+        member.kill(signal.SIGKILL)
+        member.start()
+        revision, kvs = read_all(member.endpoint)
+        c.check_kvs("restart after SIGKILL", revision, kvs, extra={})
+        assert member.stop() == 0
+        print("6. SIGKILL + restart: %d acked puts present, %d refused absent, revision %d" % (
+            len(c.acked), len(c.refused), revision))
+    finally:
+        member.close()
+        try:
+            os.unlink(member.log_path)
+        except OSError:
+            pass
+
+
+def main():
+    started = time.monotonic()
+    skip_ok = os.environ.get("FLOTILLA_SKIP_PRIVILEGED") == "1"
+    mnt = tempfile.mkdtemp(prefix="flotilla-diskfull-")
+    mounted = False
+    try:
+        problem = None
+        if os.geteuid() != 0:
+            problem = "not root (euid %d)" % os.geteuid()
+        else:
+            proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%dm" % TMPFS_MB, "tmpfs",
+                                   mnt], capture_output=True, text=True)
+            if proc.returncode != 0:
+                problem = "mount -t tmpfs failed: %s" % proc.stderr.strip()
+            else:
+                mounted = True
+        if problem:
+            if skip_ok:
+                print("SKIP: test_disk_full needs to mount a tmpfs: %s" % problem)
+                return 0
+            print("FAIL: test_disk_full needs root to mount a tmpfs (%s); set "
+                  "FLOTILLA_SKIP_PRIVILEGED=1 to skip it" % problem, file=sys.stderr)
+            return 1
+        run(mnt)
+    finally:
+        if mounted:
+            subprocess.run(["umount", mnt], check=False)
+            if os.path.ismount(mnt):
+                subprocess.run(["umount", "-l", mnt], check=False)
+        try:
+            os.rmdir(mnt)
+        except OSError:
+            pass
+    print("ok (%.1fs)" % (time.monotonic() - started))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
