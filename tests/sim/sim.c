@@ -538,62 +538,78 @@ static bool process_ready(struct node *nd)
 
 /* ---- invariants checked after every step ---- */
 
-static bool check_node(struct node *nd)
+static void trace_role(struct node *nd, const struct raft_status *st)
 {
-    struct raft_status st;
-    raft_status(nd->raft, &st);
-    if (st.role != nd->traced_role || st.term != nd->traced_term) {
+    if (st->role != nd->traced_role || st->term != nd->traced_term) {
         trace("node %" PRIu64 " -> %s term %" PRIu64 " (last %" PRIu64 " commit %" PRIu64 ")",
-              nd->id, raft_role_name(st.role), st.term, st.last_index, st.commit);
-        nd->traced_role = st.role;
-        nd->traced_term = st.term;
+              nd->id, raft_role_name(st->role), st->term, st->last_index, st->commit);
+        nd->traced_role = st->role;
+        nd->traced_term = st->term;
     }
-    if (st.role != RAFT_LEADER) {
-        return true;
-    }
-    if (st.term >= W.n_terms) {
+}
+
+/* Election Safety: at most one leader per term. */
+static bool check_one_leader(const struct node *nd, const struct raft_status *st)
+{
+    if (st->term >= W.n_terms) {
         size_t cap = W.n_terms ? W.n_terms : 64;
-        while (cap <= st.term) {
+        while (cap <= st->term) {
             cap *= 2;
         }
         W.leader_of_term = xrealloc(W.leader_of_term, cap * sizeof(raft_id));
         memset(W.leader_of_term + W.n_terms, 0, (cap - W.n_terms) * sizeof(raft_id));
         W.n_terms = cap;
     }
-    /* Commit rule (Raft §5.4.2): a leader moves its commit index by counting
-     * replicas, and only onto an entry of its own term. */
-    if (W.commit_rule && nd->led_term == st.term && st.commit > nd->led_commit) {
-        uint64_t term = 0;
-        SIM_ASSERT(raft_term_at(nd->raft, st.commit, &term) && term == st.term,
-                   "commit rule: leader %" PRIu64 " of term %" PRIu64 " committed index %" PRIu64
-                   " of term %" PRIu64 " by counting",
-                   nd->id, st.term, st.commit, term);
-    }
-    nd->led_term = st.term;
-    nd->led_commit = st.commit;
-    raft_id *l = &W.leader_of_term[st.term];
+    raft_id *l = &W.leader_of_term[st->term];
     SIM_ASSERT(*l == 0 || *l == nd->id,
                "election safety: nodes %" PRIu64 " and %" PRIu64 " both lead term %" PRIu64, *l,
-               nd->id, st.term);
+               nd->id, st->term);
     *l = nd->id;
-    /* Leader Completeness: the newest entry committed in a term <= ours is in our log. */
+    return true;
+}
+
+/* Commit rule (Raft §5.4.2): a leader moves its commit index by counting
+ * replicas, and only onto an entry of its own term. */
+static bool check_commit_rule(struct node *nd, const struct raft_status *st)
+{
+    if (W.commit_rule && nd->led_term == st->term && st->commit > nd->led_commit) {
+        uint64_t term = 0;
+        SIM_ASSERT(raft_term_at(nd->raft, st->commit, &term) && term == st->term,
+                   "commit rule: leader %" PRIu64 " of term %" PRIu64 " committed index %" PRIu64
+                   " of term %" PRIu64 " by counting",
+                   nd->id, st->term, st->commit, term);
+    }
+    nd->led_term = st->term;
+    nd->led_commit = st->commit;
+    return true;
+}
+
+/* Leader Completeness: the newest entry committed in a term <= ours is in
+ * our log (and by Log Matching, everything before it). */
+static bool check_completeness(const struct node *nd, const struct raft_status *st)
+{
     for (uint64_t i = W.known_committed; i > 0; i--) {
-        struct committed *c = &W.committed[i];
-        if (!c->set || c->commit_term > st.term) {
+        const struct committed *c = &W.committed[i];
+        if (!c->set || c->commit_term > st->term) {
             continue;
         }
-        uint64_t term;
-        if (i < st.first_index) {
-            break; /* compacted into our snapshot: covered by it */
+        if (i < st->first_index) {
+            return true; /* compacted into our snapshot: covered by it */
         }
+        uint64_t term;
         SIM_ASSERT(raft_term_at(nd->raft, i, &term) && term == c->term,
                    "leader completeness: leader %" PRIu64 " of term %" PRIu64
                    " lacks committed index %" PRIu64 " (term %" PRIu64 ")",
-                   nd->id, st.term, i, c->term);
-        break;
+                   nd->id, st->term, i, c->term);
+        return true;
     }
-    /* Record what this leader commits, and the term it commits it in. */
-    for (uint64_t i = W.known_committed + 1; i <= st.commit; i++) {
+    return true;
+}
+
+/* Records what a leader commits, and the term it commits it in. */
+static bool record_commits(const struct node *nd, const struct raft_status *st)
+{
+    for (uint64_t i = W.known_committed + 1; i <= st->commit; i++) {
         uint64_t term = 0;
         if (!raft_term_at(nd->raft, i, &term)) {
             continue;
@@ -601,7 +617,7 @@ static bool check_node(struct node *nd)
         grow_committed(i);
         struct committed *c = &W.committed[i];
         if (c->commit_term == 0) {
-            c->commit_term = st.term;
+            c->commit_term = st->term;
         }
         if (!c->set) {
             c->set = true;
@@ -612,10 +628,22 @@ static bool check_node(struct node *nd)
                    " with term %" PRIu64 ", applied elsewhere as %" PRIu64,
                    nd->id, i, term, c->term);
     }
-    if (st.commit > W.known_committed) {
-        W.known_committed = st.commit;
+    if (st->commit > W.known_committed) {
+        W.known_committed = st->commit;
     }
     return true;
+}
+
+static bool check_node(struct node *nd)
+{
+    struct raft_status st;
+    raft_status(nd->raft, &st);
+    trace_role(nd, &st);
+    if (st.role != RAFT_LEADER) {
+        return true;
+    }
+    return check_one_leader(nd, &st) && check_commit_rule(nd, &st) && check_completeness(nd, &st) &&
+           record_commits(nd, &st);
 }
 
 static bool check_all(void)
@@ -1140,17 +1168,17 @@ static bool world_init(uint64_t seed, bool tr)
 }
 
 /* Faults stop; every member comes back; a fresh proposal must commit. */
-static bool liveness(void)
+/* The weather clears: no cuts, drops, duplicates, slow links or pauses;
+ * every member is up and non-members are retired. */
+static bool clear_weather(void)
 {
     memset(W.blocked, 0, sizeof(W.blocked));
     W.drop_ppm = W.dup_ppm = W.hold_ppm = W.slow_ppm = 0;
-    for (uint32_t i = 0; i < W.n_nodes; i++) {
-        W.nodes[i].frozen_until = 0;
-    }
     struct raft_conf conf = {0};
     uint64_t best = 0;
     bool found = false;
     for (uint32_t i = 0; i < W.n_nodes; i++) {
+        W.nodes[i].frozen_until = 0;
         if (!W.nodes[i].up && !node_start(&W.nodes[i])) {
             return false;
         }
@@ -1159,65 +1187,82 @@ static bool liveness(void)
         if (st.conf.n_voters > 0 && (!found || st.applied > best)) {
             found = true;
             best = st.applied;
-            conf = st.conf;
+            conf = st.conf; /* the most advanced node knows the membership */
         }
     }
     for (uint32_t i = 0; i < W.n_nodes; i++) {
         if (!raft_conf_is_voter(&conf, i + 1) && !raft_conf_is_learner(&conf, i + 1)) {
-            node_crash(&W.nodes[i]); /* not a member: retire it */
+            node_crash(&W.nodes[i]);
         }
+    }
+    return true;
+}
+
+/* One tick everywhere, then readies and deliveries until quiet. */
+static bool calm_tick(void)
+{
+    for (uint32_t i = 0; i < W.n_nodes; i++) {
+        if (W.nodes[i].up) {
+            raft_tick(W.nodes[i].raft);
+        }
+    }
+    for (int round = 0; round < 64; round++) {
+        bool busy = false;
+        for (uint32_t i = 0; i < W.n_nodes; i++) {
+            if (W.nodes[i].up && raft_has_ready(W.nodes[i].raft)) {
+                busy = true;
+                if (!process_ready(&W.nodes[i])) {
+                    return false;
+                }
+            }
+        }
+        while (W.n_net > 0) {
+            busy = true;
+            deliver(0, true);
+        }
+        W.step++;
+        if (!check_all()) {
+            return false;
+        }
+        if (!busy) {
+            break;
+        }
+    }
+    return true;
+}
+
+/* Faults stop; a leader must commit a fresh proposal within a bound. */
+static bool liveness(void)
+{
+    if (!clear_weather()) {
+        return false;
     }
     trace("liveness phase");
     uint64_t target = 0;
     struct node *proposer = NULL;
     const uint32_t bound = 60 * W.cfg.election_tick;
     for (uint32_t tick = 0; tick < bound; tick++) {
-        for (uint32_t i = 0; i < W.n_nodes; i++) {
-            if (W.nodes[i].up) {
-                raft_tick(W.nodes[i].raft);
-            }
-        }
-        for (int round = 0; round < 64; round++) {
-            bool busy = false;
-            for (uint32_t i = 0; i < W.n_nodes; i++) {
-                if (W.nodes[i].up && raft_has_ready(W.nodes[i].raft)) {
-                    busy = true;
-                    if (!process_ready(&W.nodes[i])) {
-                        return false;
-                    }
-                }
-            }
-            while (W.n_net > 0) {
-                busy = true;
-                deliver(0, true);
-            }
-            W.step++;
-            if (!check_all()) {
-                return false;
-            }
-            if (!busy) {
-                break;
-            }
+        if (!calm_tick()) {
+            return false;
         }
         struct node *l = a_leader();
         if (target == 0 && l != NULL) {
             uint64_t w = ++W.next_write;
-            if (raft_propose(l->raft, &w, sizeof(w), &target) == FL_OK) {
-                proposer = l;
-            } else {
-                target = 0;
-            }
+            proposer = raft_propose(l->raft, &w, sizeof(w), &target) == FL_OK ? l : NULL;
         }
-        if (target != 0) {
-            struct raft_status st;
-            raft_status(proposer->raft, &st);
-            if (proposer->up && st.role == RAFT_LEADER && proposer->sm_applied >= target) {
-                trace("liveness: index %" PRIu64 " applied at tick %u", target, tick);
-                return true;
-            }
-            if (st.role != RAFT_LEADER) {
-                target = 0; /* leadership moved: propose again */
-            }
+        if (proposer == NULL) {
+            target = 0;
+            continue;
+        }
+        struct raft_status st;
+        raft_status(proposer->raft, &st);
+        if (st.role == RAFT_LEADER && proposer->sm_applied >= target) {
+            trace("liveness: index %" PRIu64 " applied at tick %u", target, tick);
+            return true;
+        }
+        if (st.role != RAFT_LEADER) {
+            target = 0; /* leadership moved: propose again */
+            proposer = NULL;
         }
     }
     fail("liveness: no proposal committed within %u ticks after faults stopped", bound);
