@@ -1238,8 +1238,9 @@ static bool liveness(void)
         return false;
     }
     trace("liveness phase");
-    uint64_t target = 0;
+    uint64_t target = 0, target_term = 0;
     struct node *proposer = NULL;
+    struct raft_status st;
     const uint32_t bound = 60 * W.cfg.election_tick;
     for (uint32_t tick = 0; tick < bound; tick++) {
         if (!calm_tick()) {
@@ -1248,20 +1249,26 @@ static bool liveness(void)
         struct node *l = a_leader();
         if (target == 0 && l != NULL) {
             uint64_t w = ++W.next_write;
-            proposer = raft_propose(l->raft, &w, sizeof(w), &target) == FL_OK ? l : NULL;
+            fl_err err = raft_propose(l->raft, &w, sizeof(w), &target);
+            trace("liveness: propose w%" PRIu64 " at node %" PRIu64 " -> %d index %" PRIu64, w,
+                  l->id, err, target);
+            proposer = err == FL_OK ? l : NULL;
+            if (proposer != NULL) {
+                raft_status(proposer->raft, &st);
+                target_term = st.term;
+            }
         }
         if (proposer == NULL) {
             target = 0;
             continue;
         }
-        struct raft_status st;
         raft_status(proposer->raft, &st);
-        if (st.role == RAFT_LEADER && proposer->sm_applied >= target) {
+        if (st.role == RAFT_LEADER && st.term == target_term && proposer->sm_applied >= target) {
             trace("liveness: index %" PRIu64 " applied at tick %u", target, tick);
             return true;
         }
-        if (st.role != RAFT_LEADER) {
-            target = 0; /* leadership moved: propose again */
+        if (st.role != RAFT_LEADER || st.term != target_term) {
+            target = 0; /* leadership moved (the entry may be gone): propose again */
             proposer = NULL;
         }
     }
