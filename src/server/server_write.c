@@ -400,20 +400,25 @@ static void on_retry_timer(uv_timer_t *timer)
     }
 }
 
+/* An apply found no room: list (in log order, the first not applied) waits
+ * and the timer is armed with the next backoff step. */
 static void stall(server *srv, server_pending_write *list)
 {
-    bool was_stalled = srv->stalled_head != NULL;
+    assert(!srv->stalled_head);
     stall_append(srv, list);
     if (!srv->stalled_head)
         return;
-    if (!was_stalled && srv->retry_delay_ms == 0) {
+    if (srv->retry_delay_ms == 0) {
         srv->apply_stalls++;
         FL_LOG_WARNF("server", "no disk space for LMDB; logged writes wait, new writes are refused",
                      "first_index=%" PRIu64, srv->stalled_head->index);
     }
-    srv->retry_delay_ms = srv->retry_delay_ms == 0                       ? RETRY_DELAY_FIRST_MS
-                          : srv->retry_delay_ms * 2 > RETRY_DELAY_MAX_MS ? RETRY_DELAY_MAX_MS
-                                                                         : srv->retry_delay_ms * 2;
+    if (srv->retry_delay_ms == 0)
+        srv->retry_delay_ms = RETRY_DELAY_FIRST_MS;
+    else if (srv->retry_delay_ms * 2 <= RETRY_DELAY_MAX_MS)
+        srv->retry_delay_ms *= 2;
+    else
+        srv->retry_delay_ms = RETRY_DELAY_MAX_MS;
     uv_timer_start(&srv->retry_timer, on_retry_timer, srv->retry_delay_ms, 0);
 }
 
@@ -442,7 +447,9 @@ void server_stall_finish(server *srv)
 static void process_done(server *srv, server_pending_write *list)
 {
     if (srv->stalled_head) {
-        stall(srv, list); /* keep log order: behind the stalled ones */
+        /* keep log order: behind the stalled ones; the timer is pending */
+        assert(uv_is_active((uv_handle_t *)&srv->retry_timer));
+        stall_append(srv, list);
         return;
     }
     while (list) {

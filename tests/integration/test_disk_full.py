@@ -184,8 +184,11 @@ def run(mnt):
         waiter = threading.Thread(target=lambda: result.update(
             zip(("rev", "err"), put(member.endpoint, key, value_for(key), timeout_s=60))))
         waiter.start()
-        wait_for(lambda: STALL_LOG in member.log_text(), "the member to report the LMDB stall")
+        wait_for(lambda: STALL_LOG in member.log_text() or member.proc.poll() is not None,
+                 "the member to report the LMDB stall")
         time.sleep(0.3)
+        assert member.proc.poll() is None, "LMDB full: member exited with %s\n%s" % (
+            member.proc.returncode, member.log_text()[-2000:])
         assert waiter.is_alive(), "the logged put was answered while LMDB had no room: %s" % result
         c.put_refused("lmdbfull")
         c.check_serving("LMDB full")
