@@ -134,7 +134,12 @@ fl_err server_recover(server *srv, const wal_recovery_info *info, char *errbuf, 
         err = replay(srv, true, &st);
     }
     if (err != FL_OK) {
-        if (st.failed_index)
+        if (st.failed_index && st.failed_err == FL_ERR_NOSPACE)
+            snprintf(errbuf, errbuf_len,
+                     "replaying WAL entry %" PRIu64 " into %s failed: no space left on device "
+                     "(free disk space and start again; nothing is lost)",
+                     st.failed_index, srv->db_dir);
+        else if (st.failed_index)
             snprintf(errbuf, errbuf_len, "replaying WAL entry %" PRIu64 " from %s failed: %s",
                      st.failed_index, srv->wal_dir, fl_err_name(st.failed_err));
         else

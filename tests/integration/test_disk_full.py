@@ -16,7 +16,9 @@ FLOTILLA_SKIP_PRIVILEGED=1, then it prints SKIP and passes).
    fail at once with "no space left on device", reads work, the process is
    alive. Once the filler goes, the waiting put is answered with success.
 5. SIGTERM while an apply waits for room: exit 0; that write was logged, so
-   the restart (with room) applies it; its client was not told it failed.
+   a start without room refuses with "no space left on device (free disk
+   space and start again ...)", and the start with room applies it; its
+   client was not told it failed.
 6. SIGKILL and restart on the same data dir: every acknowledged put is there
    with its value and revision, no put that failed with "no space" is, and the
    revisions are exactly the acknowledged ones (plus the one logged write of
@@ -218,6 +220,15 @@ def run(mnt):
         assert result["rev"] is None, "a put that waited for LMDB was acked at a stop"
         assert "no space" not in result["err"], "the logged put was told it failed: %s" % (
             result["err"][-300:])
+        # still no room: start-up cannot replay it and says why
+        try:
+            member.start()
+            raise AssertionError("started with no room to replay the logged write")
+        except AssertionError as e:
+            assert "exited with 1" in str(e), e
+        member.proc = None
+        assert ("no space left on device (free disk space and start again; nothing is lost)"
+                in member.log_text()), member.log_text()[-2000:]
         os.unlink(filler)
         member.start()
         revision, kvs = read_all(member.endpoint)
@@ -226,7 +237,8 @@ def run(mnt):
         c.check_kvs("restart after SIGTERM", revision, kvs, extra=logged)
         c.acked.update(logged)
         c.put_ok("after")
-        print("5. SIGTERM while stalled: exit 0, the logged write applied at restart")
+        print("5. SIGTERM while stalled: exit 0; no start without room; the logged write "
+              "applied at restart")
 
         # 6. SIGKILL, restart on the same data dir
         member.kill(signal.SIGKILL)
