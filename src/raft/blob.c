@@ -5,7 +5,6 @@
  * log is truncated or compacted underneath it. The count lives just before
  * the bytes; callers only ever see the data pointer.
  */
-#include <stdlib.h>
 #include <string.h>
 #include <stddef.h>
 
@@ -27,7 +26,7 @@ uint8_t *raft_blob_new(const void *src, uint32_t len)
         return NULL;
     }
     /* Owned by the references; freed when the last one is dropped. */
-    struct raft_blob *b = malloc(sizeof(*b) + len);
+    struct raft_blob *b = raft_malloc(sizeof(*b) + len);
     if (b == NULL) {
         return NULL;
     }
@@ -56,6 +55,6 @@ void raft_blob_unref(uint8_t *data)
     struct raft_blob *b = blob_of(data);
     assert(b->refs > 0);
     if (--b->refs == 0) {
-        free(b);
+        raft_mfree(b);
     }
 }

@@ -1,15 +1,16 @@
 /* raft/internal.h: the node's insides, shared by the files of src/raft only.
  *
- * One concept per file: blob.c (shared entry bytes), log.c (the in-memory
- * log), conf.c (configurations and quorums), progress.c (per-follower
- * replication state), election.c, replication.c, read_only.c, confchange.c,
- * ready.c, raft.c (node life cycle and message dispatch).
+ * One concept per file: alloc.c (the allocation seam), blob.c (shared entry bytes), log.c (the
+ * in-memory log), conf.c (configurations and quorums), progress.c (per-follower replication state),
+ * election.c, replication.c, read_only.c, confchange.c, ready.c, raft.c (node life cycle and
+ * message dispatch).
  */
 #ifndef FL_RAFT_INTERNAL_H
 #define FL_RAFT_INTERNAL_H
 
 #include <assert.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "raft/raft.h"
@@ -19,6 +20,15 @@
 #endif
 /* Deliberate bugs for the simulation harness; see docs/raft.md. */
 #define RAFT_BUG(k) (FLOTILLA_RAFT_BUG == (k))
+
+/* ---- alloc.c: the one allocation seam (fault injection in tests) ---- */
+void *raft_malloc(size_t size);
+void *raft_calloc(size_t n, size_t size);
+void *raft_realloc(void *p, size_t size);
+void raft_mfree(void *p);
+#ifdef RAFT_FAULT_INJECTION
+extern int64_t raft_fault_countdown;
+#endif
 
 /* ---- blob.c: reference-counted bytes behind entry and snapshot data ----
  * Entry bytes are shared by the log and by outgoing messages; a message in a

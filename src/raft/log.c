@@ -5,7 +5,6 @@
  * dead, so both ends are amortized O(1) and readies can point straight into
  * it (a contiguous slice) without copying.
  */
-#include <stdlib.h>
 #include <string.h>
 
 #include "raft/internal.h"
@@ -14,7 +13,7 @@ fl_err raft_log_init(struct raft_log *log, uint64_t prev_index, uint64_t prev_te
 {
     memset(log, 0, sizeof(*log));
     log->cap = 64;
-    log->entries = calloc(log->cap, sizeof(*log->entries)); /* owned by log */
+    log->entries = raft_calloc(log->cap, sizeof(*log->entries)); /* owned by log */
     if (log->entries == NULL) {
         return FL_ERR_NOMEM;
     }
@@ -29,7 +28,7 @@ void raft_log_free(struct raft_log *log)
     for (uint64_t i = 0; i < log->len; i++) {
         raft_blob_unref(log->entries[log->start + i].data);
     }
-    free(log->entries);
+    raft_mfree(log->entries);
     memset(log, 0, sizeof(*log));
 }
 
@@ -84,7 +83,7 @@ static fl_err log_reserve_one(struct raft_log *log)
         return FL_OK;
     }
     uint64_t cap = log->cap * 2;
-    struct raft_entry *grown = realloc(log->entries, cap * sizeof(*grown));
+    struct raft_entry *grown = raft_realloc(log->entries, cap * sizeof(*grown));
     if (grown == NULL) {
         return FL_ERR_NOMEM;
     }

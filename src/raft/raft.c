@@ -4,7 +4,6 @@
  * term demotes us, a lower one is ignored or answered so a stale leader
  * learns), then hands the message to the handler of its type and our role.
  */
-#include <stdlib.h>
 #include <string.h>
 
 #include "raft/internal.h"
@@ -16,7 +15,7 @@ void raft_msg_release(struct raft_msg *m)
     for (uint32_t i = 0; i < m->n_entries; i++) {
         raft_blob_unref(m->entries[i].data);
     }
-    free(m->entries);
+    raft_mfree(m->entries);
     m->entries = NULL;
     m->n_entries = 0;
     if (m->type == RAFT_MSG_SNAPSHOT) {
@@ -37,7 +36,7 @@ void raft_send(struct raft_node *n, struct raft_msg *m)
         uint32_t cap = q->cap == 0 ? 16 : q->cap * 2;
         struct raft_msg *grown = NULL;
         if (cap <= RAFT_MSGS_MAX) {
-            grown = realloc(q->msgs, cap * sizeof(*grown)); /* owned by the queue */
+            grown = raft_realloc(q->msgs, cap * sizeof(*grown)); /* owned by the queue */
         }
         if (grown == NULL) {
             raft_msg_release(m); /* over the bound or out of memory: a lost message */
@@ -54,7 +53,7 @@ static void queue_free(struct raft_msg_queue *q)
     for (uint32_t i = 0; i < q->len; i++) {
         raft_msg_release(&q->msgs[i]);
     }
-    free(q->msgs);
+    raft_mfree(q->msgs);
     memset(q, 0, sizeof(*q));
 }
 
@@ -182,13 +181,13 @@ fl_err raft_new(const struct raft_config *config, const struct raft_restore *res
     if (err != FL_OK) {
         return err;
     }
-    struct raft_node *n = calloc(1, sizeof(*n)); /* owned by the caller via raft_free */
+    struct raft_node *n = raft_calloc(1, sizeof(*n)); /* owned by the caller via raft_free */
     if (n == NULL) {
         return FL_ERR_NOMEM;
     }
     n->cfg = *config;
     n->id = config->id;
-    n->prs = calloc(RAFT_MEMBERS_MAX, sizeof(*n->prs));
+    n->prs = raft_calloc(RAFT_MEMBERS_MAX, sizeof(*n->prs));
     err = FL_ERR_NOMEM;
     if (n->prs != NULL) {
         err = restore_log(n, restore);
@@ -215,11 +214,11 @@ void raft_free(struct raft_node *n)
     queue_free(&n->handed);
     raft_log_free(&n->log);
     raft_blob_unref(n->snapshot.data);
-    free(n->prs);
-    free(n->reads);
-    free(n->read_states);
-    free(n->handed_read_states);
-    free(n);
+    raft_mfree(n->prs);
+    raft_mfree(n->reads);
+    raft_mfree(n->read_states);
+    raft_mfree(n->handed_read_states);
+    raft_mfree(n);
 }
 
 /* ---- inputs ---- */

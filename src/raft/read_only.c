@@ -10,7 +10,6 @@
  * A new leader also waits until it has committed an entry of its own term,
  * as before that its commit index may lag what was committed.
  */
-#include <stdlib.h>
 #include <string.h>
 
 #include "raft/internal.h"
@@ -23,7 +22,7 @@ fl_err raft_read_state_push(struct raft_node *n, uint64_t index, uint64_t read_i
     }
     if (n->n_read_states == n->read_states_cap) {
         uint32_t cap = n->read_states_cap ? n->read_states_cap * 2 : 16;
-        struct raft_read_state *grown = realloc(n->read_states, cap * sizeof(*grown));
+        struct raft_read_state *grown = raft_realloc(n->read_states, cap * sizeof(*grown));
         if (grown == NULL) {
             return FL_ERR_NOMEM;
         }
@@ -48,14 +47,14 @@ static void answer(struct raft_node *n, raft_id to, uint64_t read_id, uint64_t i
 static fl_err reads_grow(struct raft_node *n)
 {
     uint32_t cap = n->reads_cap ? n->reads_cap * 2 : 16;
-    struct raft_read_req *grown = malloc(cap * sizeof(*grown)); /* owned by the node */
+    struct raft_read_req *grown = raft_malloc(cap * sizeof(*grown)); /* owned by the node */
     if (grown == NULL) {
         return FL_ERR_NOMEM;
     }
     for (uint32_t i = 0; i < n->reads_len; i++) { /* unwrap the ring */
         grown[i] = n->reads[(n->reads_start + i) % n->reads_cap];
     }
-    free(n->reads);
+    raft_mfree(n->reads);
     n->reads = grown;
     n->reads_cap = cap;
     n->reads_start = 0;

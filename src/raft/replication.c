@@ -6,7 +6,6 @@
  * answers with a hint (an index and the term there) so the leader can skip a
  * whole term of conflicting entries per round trip instead of one entry.
  */
-#include <stdlib.h>
 
 #include "raft/internal.h"
 
@@ -83,7 +82,7 @@ bool raft_send_append(struct raft_node *n, struct raft_progress *pr, bool allow_
         .commit = n->log.committed,
     };
     if (count > 0) {
-        m.entries = malloc(count * sizeof(*m.entries)); /* owned by the message */
+        m.entries = raft_malloc(count * sizeof(*m.entries)); /* owned by the message */
         if (m.entries == NULL) {
             return false; /* as if lost; retried on the next heartbeat answer */
         }
