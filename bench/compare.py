@@ -418,7 +418,18 @@ def main():
     ap.add_argument("--duration", type=int, default=10, help="seconds per workload")
     ap.add_argument("--quick", action="store_true", help="tiny run to check the script")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"))
+    ap.add_argument("--render", action="store_true",
+                    help="only rewrite the page and plot from bench/last-run.json (e.g. after editing bench/notes.md)")
     args = ap.parse_args()
+    if args.render:
+        with open(os.path.join(ROOT, "bench", "last-run.json")) as f:
+            run = json.load(f)
+        args.duration, args.quick = run["duration_s"], False
+        plot(run["results"], os.path.join(os.path.dirname(args.out), "benchmarks.png"))
+        write_page(args.out, run["results"], run["fdatasync"], run["machine"], args, run["started"],
+                   run.get("finished", "?"), run["versions"])
+        log("rewrote %s from bench/last-run.json" % args.out)
+        return
     if args.quick:
         args.duration = min(args.duration, 2)
     linked = subprocess.run(["ldd", args.flotilla], capture_output=True, text=True).stdout
@@ -447,7 +458,7 @@ def main():
     if not args.quick:
         with open(os.path.join(ROOT, "bench", "last-run.json"), "w") as f:
             json.dump({"machine": mach, "fdatasync": fsync, "versions": versions, "results": res,
-                       "duration_s": args.duration, "started": started}, f, indent=1)
+                       "duration_s": args.duration, "started": started, "finished": finished}, f, indent=1)
     plot(res, os.path.join(os.path.dirname(args.out), "benchmarks.png"))
     write_page(args.out, res, fsync, mach, args, started, finished, versions)
     log("wrote %s" % args.out)
