@@ -257,7 +257,9 @@ fl_err raft_conf_change_decode(const uint8_t *buf, size_t len, uint8_t *kind,
 
 /* Linearizable read. On the leader it joins the next heartbeat round; on a
  * follower it is forwarded to the leader. The answer is a raft_read_state
- * in a later ready (or nothing if leadership changes: the caller times out). */
+ * in a later ready (or nothing if leadership changes: the caller times out).
+ * FL_ERR_UNAVAILABLE with no known leader, FL_ERR_BUSY when RAFT_READS_MAX
+ * reads are queued, FL_ERR_NOMEM if the queue could not grow. */
 fl_err raft_read_index(struct raft_node *node, uint64_t read_id);
 
 /* Leader only: bring `to` up to date, then tell it to campaign. Proposals
@@ -269,9 +271,11 @@ void raft_campaign(struct raft_node *node);
 
 /* The caller took a snapshot of its state machine at the applied index: the
  * node keeps a copy of data to send to followers that fall behind, and drops
- * log entries up to applied - keep_entries. */
+ * log entries up to applied - keep_entries. FL_ERR_BUSY while a received
+ * snapshot has not been handed out (installed) yet. */
 fl_err raft_compact(struct raft_node *node, const void *data, uint32_t len, uint64_t keep_entries);
 
+/* See the loop at the top. A ready may occasionally be empty. */
 bool raft_has_ready(const struct raft_node *node);
 void raft_ready(struct raft_node *node, struct raft_ready *rd);
 void raft_advance(struct raft_node *node);
