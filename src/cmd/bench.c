@@ -20,6 +20,7 @@
  */
 #include <inttypes.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +68,7 @@ struct bench {
     uv_loop_t loop;
     client *c;
     uv_timer_t progress;
+    uv_signal_t sigint; /* Ctrl-C: stop issuing, report what was measured */
     slot *slots;
     uint64_t rng;
     uint64_t issued, done, ok, errors, txn_succeeded, txn_failed;
@@ -122,6 +124,7 @@ static void bench_stop(bench *b)
     b->end_ns = uv_hrtime();
     uv_timer_stop(&b->progress);
     uv_close((uv_handle_t *)&b->progress, NULL);
+    uv_close((uv_handle_t *)&b->sigint, NULL);
     client_close(b->c, NULL, NULL);
 }
 
@@ -285,6 +288,15 @@ static void on_progress(uv_timer_t *t)
     bench *b = t->data;
     print_progress(b, false);
     /* duration runs: stop once the time is up and nothing is in flight */
+    bench_maybe_finish(b);
+}
+
+static void on_sigint(uv_signal_t *h, int signum)
+{
+    bench *b = h->data;
+    if (b->aborted) /* a second Ctrl-C: give up on the requests in flight */
+        _exit(130);
+    b->aborted = true;
     bench_maybe_finish(b);
 }
 
@@ -517,6 +529,9 @@ int cli_bench(const cli_globals *g, int argc, char **argv)
     uv_timer_init(&b->loop, &b->progress);
     b->progress.data = b;
     uv_timer_start(&b->progress, on_progress, 1000, 1000);
+    uv_signal_init(&b->loop, &b->sigint);
+    b->sigint.data = b;
+    uv_signal_start(&b->sigint, on_sigint, SIGINT);
     b->start_ns = uv_hrtime();
     for (uint32_t i = 0; i < b->cfg.clients; i++) {
         b->slots[i].b = b;

@@ -1,6 +1,7 @@
 """`flotilla bench` briefly against a member: every workload's JSON line parses,
 its counts add up, and what it wrote is really there."""
 import json
+import signal
 import subprocess
 import time
 
@@ -47,6 +48,16 @@ def main():
         assert r["txn_succeeded"] > 0, r
         r = bench(m.endpoint, "mixed", "--read-fraction", "0.9", "--duration", "1s", "--clients", "5")
         assert r["requests"] > 0, r
+        # Ctrl-C ends the run early, with a report
+        proc = subprocess.Popen([FLOTILLA, "bench", "range", "--endpoints", m.endpoint, "--json",
+                                 "--duration", "60s", "--clients", "4"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, (proc.returncode, err)
+        r = json.loads(out.splitlines()[-1])
+        assert r["ok"] > 0 and r["errors"] == 0 and r["duration_s"] < 30, r
         # the member dies mid-run: bench reports the failures and ends, it does not hang
         proc = subprocess.Popen([FLOTILLA, "bench", "put", "--endpoints", m.endpoint, "--json",
                                  "--duration", "30s", "--clients", "20", "--conns", "2", "--timeout", "5s"],
