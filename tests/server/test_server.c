@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -683,6 +684,130 @@ static void test_lmdb_map_full(void **state)
     free(r);
 }
 
+/* The disk under LMDB fills up while the WAL still has room (a 1 MiB tmpfs
+ * mounted on <data>/db; needs root). The logged write is neither failed nor
+ * acked: it waits while the member retries; new writes get FL_ERR_NOSPACE at
+ * once, reads work, nothing is fatal. With room it is answered FL_OK. A stop
+ * during such a wait answers FL_ERR_STOPPED and the restart applies it. */
+static char lmdb_mount[320];
+static bool lmdb_mounted;
+
+static int teardown_lmdb_mount(void **state)
+{
+    if (lmdb_mounted) {
+        umount2(lmdb_mount, MNT_DETACH);
+        lmdb_mounted = false;
+    }
+    return teardown(state);
+}
+
+/* Runs the loop until *completed reaches 1 or the member has stalled
+ * `stalls` times; returns whether the write completed. */
+static bool run_until_done_or_stall(fixture *f, const int *completed, uint64_t stalls)
+{
+    server_stats st;
+    for (;;) {
+        server_get_stats(f->srv, &st);
+        if (*completed || st.apply_stalls >= stalls)
+            return *completed != 0;
+        uv_run(&f->loop, UV_RUN_ONCE);
+    }
+}
+
+static void run_for_ms(fixture *f, int ms)
+{
+    for (int i = 0; i < ms / 10; i++) {
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        usleep(10 * 1000);
+    }
+}
+
+static void test_lmdb_disk_full(void **state)
+{
+    fixture *f = *state;
+    snprintf(lmdb_mount, sizeof lmdb_mount, "%s/db", f->data);
+    assert_int_equal(mkdir(f->data, 0700), 0);
+    assert_int_equal(mkdir(lmdb_mount, 0700), 0);
+    if (geteuid() != 0 || mount("tmpfs", lmdb_mount, "tmpfs", 0, "size=1m") != 0) {
+        const char *skip_env = getenv("FLOTILLA_SKIP_PRIVILEGED");
+        if (skip_env && strcmp(skip_env, "1") == 0) {
+            print_message("SKIP: test_lmdb_disk_full needs root to mount a tmpfs\n");
+            skip();
+        }
+        fail_msg("test_lmdb_disk_full needs root to mount a tmpfs on %s (set "
+                 "FLOTILLA_SKIP_PRIVILEGED=1 to skip)",
+                 lmdb_mount);
+    }
+    lmdb_mounted = true;
+    f->options.fatal = on_fatal;
+    fatal_calls = 0;
+    start(f);
+
+    enum { VALUE = 100 * 1024, MAX_PUTS = 30 };
+    static char value[VALUE + 1];
+    memset(value, 'v', VALUE);
+    char key[32];
+    write_result r;
+    int completed = 0;
+    int i = 0;
+    for (; i < MAX_PUTS; i++) {
+        snprintf(key, sizeof key, "k%02d", i);
+        completed = 0;
+        assert_int_equal(put(f, key, value, &r, &completed), FL_OK);
+        if (!run_until_done_or_stall(f, &completed, 1))
+            break;
+        assert_int_equal(r.err, FL_OK);
+        assert_int_equal(r.revision, i + 2);
+    }
+    assert_true(i > 0 && i < MAX_PUTS);
+    /* k<i> is logged but LMDB has no room: it waits, unanswered */
+    run_for_ms(f, 300);
+    assert_int_equal(r.calls, 0);
+    assert_int_equal(fatal_calls, 0);
+    write_result r2;
+    int completed2 = 0;
+    assert_int_equal(put(f, "refused", "x", &r2, &completed2), FL_ERR_NOSPACE);
+    assert_value(f, "k00", value); /* reads work */
+    assert_value(f, key, NULL);    /* and see only what was answered */
+
+    /* room again: the same write is applied and answered */
+    assert_int_equal(mount("tmpfs", lmdb_mount, "tmpfs", MS_REMOUNT, "size=8m"), 0);
+    wait_for(f, &completed, 1);
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.err, FL_OK);
+    assert_int_equal(r.revision, i + 2);
+    assert_value(f, key, value);
+    int64_t rev = put_sync(f, "after", "1", &r2.err);
+    assert_int_equal(r2.err, FL_OK);
+    assert_int_equal(rev, i + 3);
+
+    /* full again, then a stop while the write waits */
+    char filler[400];
+    snprintf(filler, sizeof filler, "%s/filler", lmdb_mount);
+    int fd = open(filler, O_CREAT | O_WRONLY, 0600);
+    assert_true(fd >= 0);
+    for (int n = 0; n < 8 * 1024; n++)
+        if (write(fd, value, 1024) != 1024)
+            break;
+    close(fd);
+    completed = 0;
+    assert_int_equal(put(f, "stopped", value, &r, &completed), FL_OK);
+    assert_false(run_until_done_or_stall(f, &completed, 2));
+    stop(f);
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.err, FL_ERR_STOPPED);
+    assert_int_equal(fatal_calls, 0);
+    assert_int_equal(unlink(filler), 0);
+    start(f); /* it was logged: the restart applies it */
+    int64_t mod = 0;
+    char *got = get(f, "stopped", &mod);
+    assert_non_null(got);
+    assert_int_equal(mod, i + 4);
+    free(got);
+    assert_value(f, key, value);
+    stop(f);
+}
+
 /* A corrupt record in the middle of the WAL stops start-up, naming the file. */
 static void test_corrupt_wal_refused(void **state)
 {
@@ -742,6 +867,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_wal_sync_failure_fatal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quota_exceeded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lmdb_map_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lmdb_disk_full, setup, teardown_lmdb_mount),
         cmocka_unit_test_setup_teardown(test_corrupt_wal_refused, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
