@@ -764,7 +764,22 @@ static void propose(void)
     }
 }
 
-/* A follower or candidate that has voted for someone else in its current term. */
+/* Is a candidate other than `voted` campaigning in `term`? */
+static bool rival_campaign(uint64_t term, raft_id voted)
+{
+    for (uint32_t i = 0; i < W.n_nodes; i++) {
+        struct raft_status st;
+        if (W.nodes[i].up && W.nodes[i].id != voted) {
+            raft_status(W.nodes[i].raft, &st);
+            if (st.role == RAFT_CANDIDATE && st.term == term) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+/* A node that voted in a term where a rival candidate still campaigns. */
 static struct node *a_voter(void)
 {
     for (int tries = 0; tries < 8; tries++) {
@@ -774,7 +789,8 @@ static struct node *a_voter(void)
             return NULL;
         }
         raft_status(nd->raft, &st);
-        if (st.role != RAFT_LEADER && st.vote != 0 && st.vote != st.id) {
+        if (st.role != RAFT_LEADER && st.vote != 0 && st.vote != st.id &&
+            rival_campaign(st.term, st.vote)) {
             return nd;
         }
     }
@@ -984,6 +1000,7 @@ enum {
     A_TRANSFER,
     A_COMPACT,
     A_FREEZE,
+    A_REBOOT,
     A__COUNT
 };
 static uint32_t weights[A__COUNT]; /* per seed: see world_init */
@@ -1030,19 +1047,30 @@ static bool fault_step(void)
     case A_READ:
         read_index();
         break;
-    case A_CRASH: /* the interesting victims: leaders, and nodes that just voted */
-        switch (below(3)) {
+    case A_CRASH: /* leaders are the interesting victims: half the time, pick one */
+        switch (below(2)) {
         case 0:
             nd = a_leader();
-            break;
-        case 1:
-            nd = a_voter();
+            if (nd != NULL) {
+                node_crash(nd);
+            }
             break;
         default:
+            if (nd == NULL) {
+                nd = random_up();
+            }
+            if (nd != NULL) {
+                node_crash(nd);
+            }
             break;
         }
-        if (nd != NULL || (nd = random_up()) != NULL) {
+        break;
+    case A_REBOOT: /* during a split vote, a voter reboots at once: it must remember its vote */
+        if ((nd = a_voter()) != NULL) {
             node_crash(nd);
+            if (!node_start(nd)) {
+                return false;
+            }
         }
         break;
     case A_RESTART:
@@ -1118,8 +1146,11 @@ static bool world_init(uint64_t seed, bool tr)
         .rand = rng_ctx,
     };
     /* Each seed gets its own weather: how often nodes crash and the network splits. */
-    static const uint32_t base[A__COUNT] = {5000, 1500, 2000, 800, 300, 20, 200,
-                                            30,   10,   40,   30,  80,  0};
+    static const uint32_t base[A__COUNT] = {
+        [A_DELIVER] = 5000, [A_TICK] = 1500, [A_READY] = 2000,  [A_PROPOSE] = 800,
+        [A_READ] = 300,     [A_CRASH] = 20,  [A_RESTART] = 200, [A_PARTITION] = 30,
+        [A_HEAL] = 20,      [A_CONF] = 40,   [A_TRANSFER] = 30, [A_COMPACT] = 80,
+        [A_FREEZE] = 0,     [A_REBOOT] = 500};
     memcpy(weights, base, sizeof(weights));
     weights[A_CRASH] = (uint32_t[]){5, 15, 40}[below(3)];
     weights[A_PARTITION] = (uint32_t[]){5, 10, 20}[below(3)];
