@@ -332,7 +332,7 @@ static void step_follower_msg(struct raft_node *n, const struct raft_msg *m)
 static fl_err msg_check(const struct raft_node *n, const struct raft_msg *m)
 {
     if (m->type < RAFT_MSG_APPEND || m->type > RAFT_MSG_READ_INDEX_RESP || m->from == 0 ||
-        m->from == n->id || (m->n_entries > 0 && m->entries == NULL) ||
+        m->from == n->id || m->to != n->id || (m->n_entries > 0 && m->entries == NULL) ||
         m->n_entries > RAFT_MSG_ENTRIES_MAX || (m->n_entries > 0 && m->type != RAFT_MSG_APPEND)) {
         return FL_ERR_INVALID;
     }
