@@ -164,12 +164,43 @@ static void scenario_transfer(void **state)
     finish("transfer");
 }
 
+static void scenario_remove_leader(void **state)
+{
+    (void)state;
+    begin(3, 0);
+    raft_campaign(h_raft(&C, 1));
+    h_stabilize(&C);
+    say("remove 1 (the leader): joint {2,3}+{1,2,3}, leave joint, 1 steps down");
+    struct raft_conf_change cc = {RAFT_CONF_REMOVE, 1};
+    assert_int_equal(raft_propose_conf_change(h_raft(&C, 1), &cc, 1, NULL), FL_OK);
+    h_stabilize(&C);
+    say("ticks pass: 2 or 3 times out and is elected by {2,3}; 1 never campaigns");
+    h_tick_all(&C, 20);
+    raft_id l = h_leader(&C);
+    assert_true(l == 2 || l == 3);
+    finish("remove_leader");
+}
+
+static void scenario_check_quorum(void **state)
+{
+    (void)state;
+    begin(3, 0);
+    raft_campaign(h_raft(&C, 1));
+    h_stabilize(&C);
+    say("isolate 1; it hears no quorum for an election timeout and steps down");
+    h_isolate(&C, 1, true);
+    h_tick(&C, 1, 20);
+    h_stabilize(&C);
+    finish("check_quorum");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(scenario_election),   cmocka_unit_test(scenario_catch_up),
-        cmocka_unit_test(scenario_read_index), cmocka_unit_test(scenario_add_learner),
-        cmocka_unit_test(scenario_transfer),
+        cmocka_unit_test(scenario_election),     cmocka_unit_test(scenario_catch_up),
+        cmocka_unit_test(scenario_read_index),   cmocka_unit_test(scenario_add_learner),
+        cmocka_unit_test(scenario_transfer),     cmocka_unit_test(scenario_remove_leader),
+        cmocka_unit_test(scenario_check_quorum),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
