@@ -184,34 +184,57 @@ def load(client, srv, first, count, quick):
     return out
 
 
-def run_server(kind, binary, client, workdir, args):
-    small, large = (2000, 20000) if args.quick else (100000, 1000000)
-    out = {"kind": kind, "workloads": {}}
-    # Phase 1: throughput and latency, on 100,000 loaded keys.
-    srv = Server(kind, binary, workdir)
+def start_serving(client, srv):
+    srv.start()
+    t0 = time.monotonic()
+    while not serving(client, srv.endpoint):
+        if time.monotonic() - t0 > 600:
+            raise RuntimeError("%s not serving 600 s after start" % srv.kind)
+        time.sleep(0.01)
+    return time.monotonic() - t0
+
+
+def run_workloads(binaries, client, workdir, args, res):
+    """Phase 1: throughput and latency on 100,000 loaded keys. Only one server
+    runs at a time, but the servers take turns per workload (restarted on their
+    own data dir, the first one alternating), so that drift in the shared
+    machine's CPU and disk hits both alike."""
+    small = 2000 if args.quick else 100000
+    kinds = list(binaries)
+    srvs = {k: Server(k, binaries[k], workdir) for k in kinds}
     try:
-        srv.start()
-        log("%s: loading %d keys" % (kind, small))
-        load(client, srv, 0, small, args.quick)
-        for name, wargs in WORKLOADS:
-            if name.startswith("put 1c"):
-                # the disk's fdatasync latency drifts on a shared machine: probe it
-                # right before the run it is compared with
-                out["fdatasync_before_put_1c"] = fdatasync_latency(workdir)
-            log("%s: %s for %ss" % (kind, name, args.duration))
-            out["workloads"][name] = bench(client, srv.endpoint, wargs + [
-                "--duration", "%ds" % args.duration, "--key-space", str(small)])
-            r = out["workloads"][name]
-            log("  %.0f req/s, p99 %.2f ms" % (r["throughput_rps"], r["latency_ms"]["p99"]))
+        for k in kinds:
+            start_serving(client, srvs[k])
+            log("%s: loading %d keys" % (k, small))
+            load(client, srvs[k], 0, small, args.quick)
+            srvs[k].kill(signal.SIGTERM)
+        for i, (name, wargs) in enumerate(WORKLOADS):
+            for k in (kinds if i % 2 == 0 else kinds[::-1]):
+                start_serving(client, srvs[k])
+                if name.startswith("put 1c"):
+                    # the disk's fdatasync latency drifts: probe it right before
+                    # the run it is compared with
+                    res[k]["fdatasync_before_put_1c"] = fdatasync_latency(workdir)
+                log("%s: %s for %ss" % (k, name, args.duration))
+                r = bench(client, srvs[k].endpoint, wargs + ["--duration", "%ds" % args.duration,
+                                                            "--key-space", str(small)])
+                res[k]["workloads"][name] = r
+                log("  %.0f req/s, p99 %.2f ms" % (r["throughput_rps"], r["latency_ms"]["p99"]))
+                srvs[k].kill(signal.SIGTERM)
     finally:
-        srv.kill()
-        shutil.rmtree(srv.data, ignore_errors=True)
-    # Phase 2: memory, size and restart on a fresh data dir holding exactly the
-    # loaded keys, each written once (phase 1's history depends on each server's
-    # speed, so it would not compare like with like).
+        for srv in srvs.values():
+            srv.kill()
+            shutil.rmtree(srv.data, ignore_errors=True)
+
+
+def run_memory(kind, binary, client, workdir, args, out):
+    """Phase 2: memory, size and restart on a fresh data dir holding exactly the
+    loaded keys, each written once (phase 1's history depends on each server's
+    speed, so it would not compare like with like)."""
+    small, large = (2000, 20000) if args.quick else (100000, 1000000)
     srv = Server(kind, binary, workdir)
     try:
-        srv.start()
+        start_serving(client, srv)
         log("%s: fresh data dir, loading %d keys" % (kind, small))
         out["load_small"] = load(client, srv, 0, small, args.quick)
         log("%s: loading up to %d keys" % (kind, large))
@@ -219,18 +242,13 @@ def run_server(kind, binary, client, workdir, args):
         log("%s: SIGKILL with %d keys, restart" % (kind, large))
         t0 = time.monotonic()
         srv.kill(signal.SIGKILL)
-        srv.start()
-        while not serving(client, srv.endpoint):
-            if time.monotonic() - t0 > 600:
-                raise RuntimeError("not serving 600 s after restart")
-            time.sleep(0.01)
+        start_serving(client, srv)
         out["restart_s"] = time.monotonic() - t0
         out["restart_memory"] = memory(srv)
         log("  serving again after %.2f s" % out["restart_s"])
     finally:
         srv.kill()
         shutil.rmtree(srv.data, ignore_errors=True)
-    return out
 
 
 def machine(workdir):
@@ -298,11 +316,13 @@ def write_page(path, res, fsync, mach, args, started, finished, versions):
     e, f = res["etcd"], res["flotilla"]
     L = []
     L.append("# Benchmarks: Flotilla vs etcd 3.4\n")
-    L.append("Generated by `bench/compare.py` (%s to %s UTC)%s. Both servers ran one after the "
-             "other, single member, data dir on the same disk, default durability (etcd: fsync per "
-             "commit; Flotilla: fdatasync per group commit), driven by the same `flotilla bench` "
-             "client over loopback. Ratios are Flotilla / etcd: above 1 is better for throughput, "
-             "below 1 is better for latency, memory, size and restart time.\n"
+    L.append("Generated by `bench/compare.py` (%s to %s UTC)%s. Single member each, data dir on "
+             "the same disk, default durability (etcd: fsync per commit; Flotilla: fdatasync per "
+             "group commit), driven by the same `flotilla bench` client over loopback. Only one "
+             "server runs at a time; for the workloads they take turns (each restarted on its own "
+             "loaded data dir, the first alternating from one workload to the next) so that drift "
+             "in the shared machine hits both alike. Ratios are Flotilla / etcd: above 1 is better "
+             "for throughput, below 1 is better for latency, memory, size and restart time.\n"
              % (started, finished, " — QUICK MODE, numbers not meaningful" if args.quick else ""))
     L.append("## Machine\n")
     L.append("- CPU: %s, %d cores (the bench client runs on the same cores)" % (mach["cpu"], mach["cores"]))
@@ -447,9 +467,11 @@ def main():
     log("fdatasync: median %.3f ms" % fsync["median_ms"])
     # the shared disk's latency drifts: measure again at the end, report both
     versions = {"etcd": version([args.etcd, "--version"]), "flotilla": version([args.flotilla, "--version"])}
-    res = {}
-    for kind, binary in (("etcd", args.etcd), ("flotilla", args.flotilla)):
-        res[kind] = run_server(kind, binary, client, args.workdir, args)
+    binaries = {"etcd": args.etcd, "flotilla": args.flotilla}
+    res = {k: {"kind": k, "workloads": {}} for k in binaries}
+    run_workloads(binaries, client, args.workdir, args, res)
+    for kind, binary in binaries.items():
+        run_memory(kind, binary, client, args.workdir, args, res[kind])
     finished = time.strftime("%H:%M", time.gmtime())
     fsync_end = fdatasync_latency(args.workdir)
     log("fdatasync at the end: median %.3f ms" % fsync_end["median_ms"])
