@@ -4,7 +4,8 @@ FLOTILLA_SKIP_PRIVILEGED=1, then it prints SKIP and passes).
 
 1. Puts of 48 KiB values succeed while there is room.
 2. WAL full: a filler file leaves less room than one WAL record. A put fails
-   at once with gRPC Unavailable "etcdserver: no space left on device"
+   at once with gRPC Unavailable "etcdserver: no space left on device" (etcdctl
+   and `flotilla put` both show it)
    (Flotilla's text, docs/api.md: etcd has no analogue, it exits on a failed
    disk write; its NOSPACE alarm "mvcc: database space exceeded" is for the
    quota only). A second client still reads everything acknowledged, endpoint
@@ -127,6 +128,17 @@ class Checker:
         assert NOSPACE_TEXT in err, "put %s: unclear error: %s" % (key, err[-500:])
         self.refused.append(key)
 
+    def put_refused_flotilla(self, tag):
+        """The same through our own CLI (`flotilla put KEY` with the value on stdin)."""
+        key = self.next_key(tag)
+        proc = subprocess.run([harness.FLOTILLA_BIN, "put", "--endpoints", self.member.endpoint,
+                               "--command-timeout", "10s", key], input=value_for(key),
+                              capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 1, "flotilla put %s: exit %d %s" % (key, proc.returncode,
+                                                                      proc.stdout)
+        assert proc.stderr == "Error: etcdserver: no space left on device\n", proc.stderr
+        self.refused.append(key)
+
     def check_serving(self, when):
         """A second client reads everything acknowledged; the member is alive."""
         assert self.member.proc.poll() is None, "%s: member exited with %s\n%s" % (
@@ -228,6 +240,7 @@ def run(mnt):
         fill_to(mnt, filler, 20 * 1024)
         for _ in range(3):
             c.put_refused("walfull")
+        c.put_refused_flotilla("walfull")
         c.check_serving("WAL full")
         assert STALL_LOG not in member.log_text()
         print("2. WAL full: puts refused with %r, reads served" % NOSPACE_TEXT)
