@@ -34,8 +34,20 @@ extern int64_t raft_fault_countdown;
  * Entry bytes are shared by the log and by outgoing messages; a message in a
  * ready must outlive a log truncation that happens before it is handed out. */
 uint8_t *raft_blob_new(const void *src, uint32_t len); /* NULL if len 0 or no memory */
-void raft_blob_ref(uint8_t *data);                     /* data may be NULL */
-void raft_blob_unref(uint8_t *data);                   /* data may be NULL */
+/* Copying the bytes of many entries with one allocation: begin with the sum
+ * of raft_blob_batch_bytes(len) over them, add copies one entry's bytes (one
+ * reference), end drops the builder's own reference. */
+struct raft_chunk;
+struct raft_blob_batch {
+    struct raft_chunk *chunk;
+    uint8_t *cursor, *end;
+};
+size_t raft_blob_batch_bytes(uint32_t len);
+fl_err raft_blob_batch_begin(struct raft_blob_batch *b, size_t bytes);
+uint8_t *raft_blob_batch_add(struct raft_blob_batch *b, const void *src, uint32_t len);
+void raft_blob_batch_end(struct raft_blob_batch *b);
+void raft_blob_ref(uint8_t *data);   /* data may be NULL */
+void raft_blob_unref(uint8_t *data); /* data may be NULL */
 
 /* ---- log.c ----
  * entries[start .. start+len) hold indexes prev_index+1 .. last. Everything
@@ -56,8 +68,13 @@ uint64_t raft_log_last_term(const struct raft_log *log);
 bool raft_log_term(const struct raft_log *log, uint64_t index, uint64_t *term);
 bool raft_log_match_term(const struct raft_log *log, uint64_t index, uint64_t term);
 const struct raft_entry *raft_log_get(const struct raft_log *log, uint64_t index);
+/* Makes room for n more entries, so the next n appends cannot fail. */
+fl_err raft_log_reserve(struct raft_log *log, uint64_t n);
 /* Appends e at last+1, taking ownership of e->data (one reference). */
 fl_err raft_log_append(struct raft_log *log, const struct raft_entry *e);
+/* Appends copies of es[0..n) (caller-owned bytes) with one allocation for
+ * all their bytes. On failure the entries before the failing one stay. */
+fl_err raft_log_append_copies(struct raft_log *log, const struct raft_entry *es, size_t n);
 /* Drops entries from index on (index > committed). */
 void raft_log_truncate_from(struct raft_log *log, uint64_t index);
 /* Drops entries up to index (index <= applied). */

@@ -72,17 +72,21 @@ bool raft_log_match_term(const struct raft_log *log, uint64_t index, uint64_t te
     return raft_log_term(log, index, &t) && t == term;
 }
 
-static fl_err log_reserve_one(struct raft_log *log)
+fl_err raft_log_reserve(struct raft_log *log, uint64_t n)
 {
-    if (log->start + log->len < log->cap) {
+    if (log->start + log->len + n <= log->cap) {
         return FL_OK;
     }
-    if (log->start > log->cap / 2) {
+    if (log->len + n <= log->cap / 2) {
+        /* Slide down over the compacted front rather than grow. */
         memmove(log->entries, log->entries + log->start, log->len * sizeof(*log->entries));
         log->start = 0;
         return FL_OK;
     }
-    uint64_t cap = log->cap * 2;
+    uint64_t cap = log->cap;
+    while (cap < log->start + log->len + n) {
+        cap *= 2;
+    }
     struct raft_entry *grown = raft_realloc(log->entries, cap * sizeof(*grown));
     if (grown == NULL) {
         return FL_ERR_NOMEM;
@@ -96,13 +100,33 @@ fl_err raft_log_append(struct raft_log *log, const struct raft_entry *e)
 {
     assert(e->index == raft_log_last_index(log) + 1);
     assert(e->term >= raft_log_last_term(log));
-    fl_err err = log_reserve_one(log);
+    fl_err err = raft_log_reserve(log, 1);
     if (err != FL_OK) {
         return err;
     }
     log->entries[log->start + log->len] = *e;
     log->len++;
     return FL_OK;
+}
+
+fl_err raft_log_append_copies(struct raft_log *log, const struct raft_entry *es, size_t n)
+{
+    size_t bytes = 0;
+    for (size_t i = 0; i < n; i++) {
+        bytes += raft_blob_batch_bytes(es[i].len);
+    }
+    struct raft_blob_batch b;
+    fl_err err = raft_blob_batch_begin(&b, bytes);
+    for (size_t i = 0; err == FL_OK && i < n; i++) {
+        struct raft_entry e = es[i];
+        e.data = raft_blob_batch_add(&b, es[i].data, es[i].len);
+        err = raft_log_append(log, &e);
+        if (err != FL_OK) {
+            raft_blob_unref(e.data);
+        }
+    }
+    raft_blob_batch_end(&b);
+    return err;
 }
 
 void raft_log_truncate_from(struct raft_log *log, uint64_t index)

@@ -131,19 +131,7 @@ static fl_err restore_log(struct raft_node *n, const struct raft_restore *r)
             return FL_ERR_NOMEM;
         }
     }
-    for (size_t i = 0; i < r->n_entries; i++) {
-        struct raft_entry e = r->entries[i];
-        e.data = raft_blob_new(e.data, e.len);
-        if (e.len > 0 && e.data == NULL) {
-            return FL_ERR_NOMEM;
-        }
-        err = raft_log_append(&n->log, &e);
-        if (err != FL_OK) {
-            raft_blob_unref(e.data);
-            return err;
-        }
-    }
-    return FL_OK;
+    return raft_log_append_copies(&n->log, r->entries, r->n_entries);
 }
 
 static fl_err restore_state(struct raft_node *n, const struct raft_restore *r)
@@ -370,22 +358,63 @@ fl_err raft_step(struct raft_node *n, const struct raft_msg *m)
 
 fl_err raft_propose(struct raft_node *n, const void *data, uint32_t len, uint64_t *index)
 {
-    assert(!n->in_ready);
+    return raft_propose_many(n, &data, &len, 1, index);
+}
+
+static fl_err propose_check(const struct raft_node *n, const uint32_t *lens, size_t count,
+                            size_t *bytes)
+{
     if (n->role != RAFT_LEADER) {
         return FL_ERR_UNAVAILABLE;
     }
     if (n->lead_transferee != 0) {
         return FL_ERR_BUSY;
     }
+    uint64_t total = 0;
+    *bytes = 0;
+    for (size_t i = 0; i < count; i++) {
+        total += lens[i];
+        *bytes += raft_blob_batch_bytes(lens[i]);
+    }
     uint64_t max = n->cfg.max_uncommitted_entries_bytes;
-    if (max > 0 && n->uncommitted_bytes > 0 && n->uncommitted_bytes + len > max) {
+    if (max > 0 && n->uncommitted_bytes > 0 && n->uncommitted_bytes + total > max) {
         return FL_ERR_BUSY;
     }
-    fl_err err = raft_append_entry(n, RAFT_ENTRY_NORMAL, data, len);
-    if (err == FL_OK && index != NULL) {
-        *index = raft_log_last_index(&n->log);
+    return FL_OK;
+}
+
+fl_err raft_propose_many(struct raft_node *n, const void *const *datas, const uint32_t *lens,
+                         size_t count, uint64_t *first_index)
+{
+    assert(!n->in_ready);
+    size_t bytes;
+    fl_err err = propose_check(n, lens, count, &bytes);
+    if (err != FL_OK || count == 0) {
+        return err;
     }
-    return err;
+    /* All or nothing: room in the log and one chunk for the bytes, first. */
+    err = raft_log_reserve(&n->log, count);
+    struct raft_blob_batch b;
+    if (err == FL_OK) {
+        err = raft_blob_batch_begin(&b, bytes);
+    }
+    if (err != FL_OK) {
+        return err;
+    }
+    uint64_t first = raft_log_last_index(&n->log) + 1;
+    for (size_t i = 0; i < count; i++) {
+        struct raft_entry e = {n->term, first + i, RAFT_ENTRY_NORMAL, lens[i],
+                               raft_blob_batch_add(&b, datas[i], lens[i])};
+        err = raft_log_append(&n->log, &e);
+        assert(err == FL_OK); /* reserved above */
+        n->uncommitted_bytes += lens[i];
+    }
+    raft_blob_batch_end(&b);
+    n->bcast_pending = true;
+    if (first_index != NULL) {
+        *first_index = first;
+    }
+    return FL_OK;
 }
 
 fl_err raft_transfer_leader(struct raft_node *n, raft_id to)

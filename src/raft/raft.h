@@ -227,6 +227,11 @@ fl_err raft_step(struct raft_node *node, const struct raft_msg *msg);
  * data. FL_ERR_BUSY while transferring leadership or over the uncommitted
  * bytes bound. *index (may be NULL) receives the entry's index. */
 fl_err raft_propose(struct raft_node *node, const void *data, uint32_t len, uint64_t *index);
+/* Many proposals at once (say, every request of one event-loop turn): the
+ * same rules, all or none, and one allocation for all their bytes.
+ * *first_index (may be NULL) receives the first entry's index. */
+fl_err raft_propose_many(struct raft_node *node, const void *const *datas, const uint32_t *lens,
+                         size_t count, uint64_t *first_index);
 
 /* Membership. */
 typedef enum raft_conf_op {

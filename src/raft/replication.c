@@ -218,15 +218,7 @@ static bool append_new_entries(struct raft_node *n, const struct raft_msg *m)
     if (i < m->n_entries && m->entries[i].index <= raft_log_last_index(log)) {
         raft_log_truncate_from(log, m->entries[i].index); /* asserts it is uncommitted */
     }
-    for (; i < m->n_entries; i++) {
-        struct raft_entry e = m->entries[i];
-        e.data = raft_blob_new(e.data, e.len);
-        if ((e.len > 0 && e.data == NULL) || raft_log_append(log, &e) != FL_OK) {
-            raft_blob_unref(e.data);
-            return false;
-        }
-    }
-    return true;
+    return raft_log_append_copies(log, m->entries + i, m->n_entries - i) == FL_OK;
 }
 
 void raft_handle_append(struct raft_node *n, const struct raft_msg *m)

@@ -261,6 +261,31 @@ static void test_uncommitted_bytes_bound(void **state)
     h_free(&C);
 }
 
+static void test_propose_many(void **state)
+{
+    (void)state;
+    struct raft_config cfg = base_cfg();
+    cfg.max_uncommitted_entries_bytes = 100;
+    h_init(&C, 3, 0, &cfg);
+    h_elect(&C, 1);
+    const void *datas[3] = {"aaaa", "", "cc"};
+    uint32_t lens[3] = {4, 0, 2};
+    uint64_t first = 0;
+    assert_int_equal(raft_propose_many(h_raft(&C, 1), datas, lens, 3, &first), FL_OK);
+    assert_int_equal(first, 3);
+    assert_int_equal(h_status(&C, 1).last_index, 5);
+    /* All or nothing: over the uncommitted bound, nothing is appended. */
+    uint32_t big[3] = {40, 40, 40};
+    assert_int_equal(raft_propose_many(h_raft(&C, 1), datas, big, 3, NULL), FL_ERR_BUSY);
+    assert_int_equal(h_status(&C, 1).last_index, 5);
+    h_stabilize(&C);
+    struct h_node *nd = &C.nodes[2];
+    assert_int_equal(nd->applied[nd->n_applied - 1].index, 5);
+    assert_memory_equal(nd->applied[nd->n_applied - 1].data, "cc", 2);
+    assert_int_equal(nd->applied[nd->n_applied - 2].len, 0);
+    h_free(&C);
+}
+
 static void test_follower_propose_unavailable(void **state)
 {
     (void)state;
@@ -715,6 +740,7 @@ int main(void)
         cmocka_unit_test(test_proposals_are_batched),
         cmocka_unit_test(test_inflight_bound),
         cmocka_unit_test(test_uncommitted_bytes_bound),
+        cmocka_unit_test(test_propose_many),
         cmocka_unit_test(test_follower_propose_unavailable),
         cmocka_unit_test(test_fast_backtracking),
         cmocka_unit_test(test_commit_only_own_term_by_counting),

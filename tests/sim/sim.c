@@ -756,11 +756,21 @@ static void propose(void)
     if (nd == NULL) {
         return;
     }
-    uint64_t w = ++W.next_write;
+    /* Sometimes a client batch: several writes in one raft_propose_many. */
+    uint64_t ws[4];
+    const void *datas[4];
+    uint32_t lens[4];
+    uint32_t n = below(3) == 0 ? 2 + (uint32_t)below(3) : 1;
+    for (uint32_t i = 0; i < n; i++) {
+        ws[i] = ++W.next_write;
+        datas[i] = &ws[i];
+        lens[i] = sizeof(ws[i]);
+    }
     uint64_t index = 0;
-    if (raft_propose(nd->raft, &w, sizeof(w), &index) == FL_OK) {
-        W.writes_proposed++;
-        trace("propose w%" PRIu64 " at node %" PRIu64 " index %" PRIu64, w, nd->id, index);
+    if (raft_propose_many(nd->raft, datas, lens, n, &index) == FL_OK) {
+        W.writes_proposed += n;
+        trace("propose w%" PRIu64 "..w%" PRIu64 " at node %" PRIu64 " from index %" PRIu64, ws[0],
+              ws[n - 1], nd->id, index);
     }
 }
 
