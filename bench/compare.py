@@ -329,7 +329,8 @@ def write_page(path, res, fsync, mach, args, started, finished, versions):
     L.append("- memory: %.1f GiB; kernel %s; data disk: %s" % (mach["mem_gib"], mach["kernel"], mach["fs"]))
     L.append("- load average before the run: %s (a shared machine: other work competes for the CPUs)"
              % " ".join(mach["loadavg"]))
-    L.append("- %s; %s" % (versions["etcd"], versions["flotilla"]))
+    L.append("- %s; %s%s" % (versions["etcd"], versions["flotilla"],
+                            ", built from commit %s" % versions["commit"] if versions.get("commit") else ""))
     fe, ff = e["fdatasync_before_put_1c"], f["fdatasync_before_put_1c"]
     L.append("- one 4 KiB append + fdatasync on the data disk, median of 500 (mean, p99): %.3f ms "
              "(%.3f, %.3f) at the start of the run, %.3f ms (%.3f, %.3f) at the end, %.3f ms right "
@@ -466,7 +467,8 @@ def main():
     fsync = fdatasync_latency(args.workdir)
     log("fdatasync: median %.3f ms" % fsync["median_ms"])
     # the shared disk's latency drifts: measure again at the end, report both
-    versions = {"etcd": version([args.etcd, "--version"]), "flotilla": version([args.flotilla, "--version"])}
+    versions = {"etcd": version([args.etcd, "--version"]), "flotilla": version([args.flotilla, "--version"]),
+                "commit": version(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])}
     binaries = {"etcd": args.etcd, "flotilla": args.flotilla}
     res = {k: {"kind": k, "workloads": {}} for k in binaries}
     run_workloads(binaries, client, args.workdir, args, res)
