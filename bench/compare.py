@@ -334,8 +334,8 @@ def write_page(path, res, fsync, mach, args, started, finished, versions):
     fe, ff = e["fdatasync_before_put_1c"], f["fdatasync_before_put_1c"]
     L.append("- one 4 KiB append + fdatasync on the data disk, median of 500 (mean, p99): %.3f ms "
              "(%.3f, %.3f) at the start of the run, %.3f ms (%.3f, %.3f) at the end, %.3f ms right "
-             "before etcd's 1-client put run, %.3f ms (%.3f, %.3f) right before Flotilla's. The "
-             "shared disk's latency drifts by up to 10x within minutes.\n" % (
+             "before etcd's 1-client put run, %.3f ms (%.3f, %.3f) right before Flotilla's. On this "
+             "machine that latency has drifted by up to 10x within minutes.\n" % (
                  fsync["start"]["median_ms"], fsync["start"]["mean_ms"], fsync["start"]["p99_ms"],
                  fsync["end"]["median_ms"], fsync["end"]["mean_ms"], fsync["end"]["p99_ms"],
                  fe["median_ms"], ff["median_ms"], ff["mean_ms"], ff["p99_ms"]))
