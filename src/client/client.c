@@ -77,6 +77,7 @@ struct conn {
     bool was_ready;  /* this socket reached READY */
     bool in_session; /* inside nghttp2_session_mem_recv/mem_send */
     bool dirty;      /* has data to flush */
+    bool goaway;     /* the server sent GOAWAY: no new streams here */
     req_list inflight;
     size_t write_outstanding;
     fl_err fail_err;
@@ -342,6 +343,14 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t stream_id, c
     return 0;
 }
 
+static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *user_data)
+{
+    conn *cn = user_data;
+    if (frame->hd.type == NGHTTP2_GOAWAY)
+        cn->goaway = true; /* streams past its last id come back REFUSED_STREAM */
+    return 0;
+}
+
 static int on_stream_close(nghttp2_session *s, int32_t stream_id, uint32_t error_code,
                            void *user_data)
 {
@@ -597,6 +606,7 @@ static fl_err conn_session_new(conn *cn)
     nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
     int rc = nghttp2_session_client_new(&cn->session, cbs, cn);
     nghttp2_session_callbacks_del(cbs);
     if (rc != 0)
@@ -664,6 +674,7 @@ static void conn_connect(conn *cn)
     c->handles_open++;
     cn->state = CONN_CONNECTING;
     cn->was_ready = false;
+    cn->goaway = false;
     cn->connect_req.data = cn;
     uv_tcp_nodelay(&cn->tcp, 1);
     int rc = uv_tcp_connect(&cn->connect_req, &cn->tcp,
@@ -695,7 +706,7 @@ static conn *pick_conn(client *c)
     for (uint32_t k = 0; k < c->conn_count; k++) {
         uint32_t i = (c->rr + k) % c->conn_count;
         conn *cn = &c->conns[i];
-        if (cn->state == CONN_READY && conn_capacity(cn, c->max_inflight) > 0) {
+        if (cn->state == CONN_READY && !cn->goaway && conn_capacity(cn, c->max_inflight) > 0) {
             c->rr = (i + 1) % c->conn_count;
             return cn;
         }
@@ -741,6 +752,12 @@ static void client_pump(client *c)
 {
     if (c->closing)
         return;
+    /* A connection the server is draining (GOAWAY) retires once its streams are done. */
+    for (uint32_t i = 0; i < c->conn_count; i++) {
+        conn *cn = &c->conns[i];
+        if (cn->state == CONN_READY && cn->goaway && cn->inflight.count == 0)
+            conn_shutdown(cn, FL_ERR_UNAVAILABLE, "connection closed by server (GOAWAY)");
+    }
     if (c->queue.count > 0) {
         for (uint32_t i = 0; i < c->conn_count; i++)
             if (c->conns[i].state == CONN_IDLE)
