@@ -449,7 +449,11 @@ static Etcdserverpb__ResponseOp *op_resp_to_pb(api_arena *arena, const mvcc_op_r
         return NULL;
     }
     etcdserverpb__response_op__init(r);
-    int64_t rev = op->type == MVCC_OP_RANGE ? op->u.range.revision : revision;
+    /* etcd 3.4 gives a nested txn an empty header (revision 0; only its ops
+     * carry revisions), and a range its own read revision. */
+    int64_t rev = op->type == MVCC_OP_RANGE ? op->u.range.revision
+                  : op->type == MVCC_OP_TXN ? 0
+                                            : revision;
     Etcdserverpb__ResponseHeader *h = api_header_to_pb(arena, NULL, rev);
     if (h == NULL) {
         return NULL;
