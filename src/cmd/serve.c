@@ -39,6 +39,8 @@ typedef struct serve_flags {
     uint64_t max_request_bytes;
     uint64_t quota_backend_bytes;
     uint64_t max_txn_ops;
+    uint64_t snapshot_count;
+    uint64_t wal_segment_bytes; /* advanced/testing: not in --help */
 } serve_flags;
 
 typedef struct serve_url {
@@ -81,6 +83,9 @@ static void usage(FILE *out)
         "  --quota-backend-bytes N             backend size quota (default 2147483648; 0 = "
         "default)\n"
         "  --max-txn-ops N                     most operations in one txn (default 128)\n"
+        "  --snapshot-count N                  entries applied between checkpoints, which sync\n"
+        "                                      the backend and release old WAL segments\n"
+        "                                      (default 10000)\n"
         "  --log-level LEVEL                   debug, info, warn or error (default info)\n"
         "  --help                              this text\n");
 }
@@ -120,6 +125,9 @@ static const flag_def flag_defs[] = {
     {"max-request-bytes", FLAG_U64, offsetof(serve_flags, max_request_bytes)},
     {"quota-backend-bytes", FLAG_U64, offsetof(serve_flags, quota_backend_bytes)},
     {"max-txn-ops", FLAG_U64, offsetof(serve_flags, max_txn_ops)},
+    {"snapshot-count", FLAG_U64, offsetof(serve_flags, snapshot_count)},
+    /* advanced, for tests: WAL segment size in bytes (default 64 MiB) */
+    {"wal-segment-bytes", FLAG_U64, offsetof(serve_flags, wal_segment_bytes)},
 };
 
 /* Returns 0 to run, 1 after --help, 2 on a bad flag (message printed). */
@@ -348,6 +356,8 @@ static int run(serve_state *st, const serve_flags *flags, const serve_url *urls,
         .initial_advertise_peer_urls = flags->initial_advertise_peer_urls,
         .quota_backend_bytes = flags->quota_backend_bytes,
         .max_txn_ops = (uint32_t)flags->max_txn_ops,
+        .snapshot_count = flags->snapshot_count,
+        .wal_segment_bytes = flags->wal_segment_bytes,
         .fatal = on_fatal,
         .fatal_ctx = st,
     };
@@ -403,6 +413,7 @@ int cmd_serve_main(int argc, char **argv)
         .listen_client_urls = "http://127.0.0.1:2379",
         .max_request_bytes = 1572864,
         .quota_backend_bytes = 0,
+        .snapshot_count = 10000,
         .log_level = "info",
     };
     int rc = parse_flags(argc, argv, &flags);
@@ -414,6 +425,10 @@ int cmd_serve_main(int argc, char **argv)
     fl_log_set_level(level);
     if (flags.max_txn_ops > UINT32_MAX || flags.max_request_bytes == 0) {
         fprintf(stderr, "flotilla serve: --max-txn-ops or --max-request-bytes out of range\n");
+        return 2;
+    }
+    if (flags.snapshot_count == 0) {
+        fprintf(stderr, "flotilla serve: --snapshot-count must be at least 1\n");
         return 2;
     }
     if (flags.name[0] == '\0') {

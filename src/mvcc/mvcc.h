@@ -244,6 +244,20 @@ void mvcc_response_free(mvcc_response *response);
 fl_err mvcc_open(const char *dir, const mvcc_options *options, mvcc_store **out);
 void mvcc_close(mvcc_store *store);
 
+/* Makes every transaction committed before the call durable (LMDB is opened
+ * with MDB_NOSYNC, so commits alone are not): one fdatasync of the data file
+ * (mdb_env_sync(env, 1)). After FL_OK, a crash or power loss cannot take the
+ * store below the applied index it had when the call started (assuming the
+ * later transactions do not damage it; see docs/server.md on MDB_NOSYNC).
+ * Errors: FL_ERR_NOSPACE (ENOSPC), FL_ERR_IO (anything else); then nothing is
+ * known to be durable beyond what an earlier FL_OK covered.
+ * Threads: the one exception to "loop thread only": it may run on another
+ * thread concurrently with applies and reads on the loop, because it touches
+ * only the environment handle (no transaction, no store state) and LMDB does
+ * not restrict mdb_env_sync to the thread that writes (unlike transactions
+ * and mdb_env_close). It must not overlap mvcc_open/mvcc_close. */
+fl_err mvcc_sync(mvcc_store *store);
+
 /* The index of the last entry applied (0 for a new store). */
 uint64_t mvcc_applied_index(const mvcc_store *store);
 /* The current revision (1 for a new store, as etcd) and the compacted one (0 if none).

@@ -296,6 +296,18 @@ void mvcc_close(mvcc_store *store)
     free(store);
 }
 
+fl_err mvcc_sync(mvcc_store *store)
+{
+    assert(store != NULL && store->env != NULL);
+    /* store->env is set once by mvcc_open and read-only until mvcc_close, so
+     * reading it here from another thread races with nothing. */
+    int rc = mdb_env_sync(store->env, 1);
+    if (rc == 0) {
+        return FL_OK;
+    }
+    return rc == ENOSPC ? FL_ERR_NOSPACE : FL_ERR_IO;
+}
+
 uint64_t mvcc_applied_index(const mvcc_store *store)
 {
     return store->wtxn != NULL ? store->work.applied_index : store->committed.applied_index;

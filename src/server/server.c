@@ -135,6 +135,8 @@ static fl_err copy_options(server *srv, const server_options *options)
         return err;
     if (srv->options.max_txn_ops == 0)
         srv->options.max_txn_ops = 128;
+    if (srv->options.snapshot_count == 0)
+        srv->options.snapshot_count = SERVER_SNAPSHOT_COUNT_DEFAULT;
     if (srv->options.pending_writes_max == 0)
         srv->options.pending_writes_max = SERVER_PENDING_WRITES_DEFAULT;
     /* the string options now point at our copies or are unused */
@@ -245,8 +247,14 @@ fl_err server_create(uv_loop_t *loop, const server_options *options, server **ou
                             ? options->initial_cluster_token
                             : DEFAULT_TOKEN;
     err = open_storage(srv, token, errbuf, errbuf_len);
-    if (err == FL_OK)
+    if (err == FL_OK) {
+        /* count from the WAL's first entry, so a member with a long WAL
+         * (e.g. from before checkpoints) checkpoints soon after start */
+        uint64_t first = wal_first_index(srv->log);
+        srv->ckpt_base = first > 0 ? first - 1 : mvcc_applied_index(srv->store);
+        assert(srv->ckpt_base <= mvcc_applied_index(srv->store));
         err = server_writer_start(srv);
+    }
     if (err != FL_OK) {
         if (!errbuf[0])
             snprintf(errbuf, errbuf_len, "cannot start: %s", fl_err_name(err));
@@ -291,6 +299,17 @@ void server_finish_stop(server *srv)
     if (uv_is_active((uv_handle_t *)&srv->idle))
         uv_idle_stop(&srv->idle);
     assert(!srv->stalled_head);
+    /* Clean stop: one last checkpoint, so the restart replays nothing and the
+     * WAL keeps only what it must. The writer is joined, so the wal handle is
+     * the loop's now. Not after a fatal error (LMDB's state is in doubt). */
+    uint64_t applied = mvcc_applied_index(srv->store);
+    pthread_mutex_lock(&srv->mu);
+    bool ckpt_ok = !srv->wal_broken && applied > srv->last_checkpoint_index;
+    srv->ckpt_request = 0;
+    srv->ckpt_busy = false;
+    pthread_mutex_unlock(&srv->mu);
+    if (ckpt_ok && !srv->failed)
+        server_checkpoint_run(srv, applied);
     srv->handles_open = 3;
     uv_close((uv_handle_t *)&srv->async, on_handle_closed);
     uv_close((uv_handle_t *)&srv->idle, on_handle_closed);
@@ -299,9 +318,9 @@ void server_finish_stop(server *srv)
     server_get_stats(srv, &stats);
     FL_LOG_INFOF("server", "member stopped",
                  "name=%s applied_index=%" PRIu64 " writes_acked=%" PRIu64 " writes_failed=%" PRIu64
-                 " wal_syncs=%" PRIu64,
+                 " wal_syncs=%" PRIu64 " checkpoints=%" PRIu64 " last_checkpoint_index=%" PRIu64,
                  srv->name, mvcc_applied_index(srv->store), stats.writes_acked, stats.writes_failed,
-                 stats.wal_syncs);
+                 stats.wal_syncs, stats.checkpoints, stats.last_checkpoint_index);
 }
 
 void server_destroy(server *srv)
@@ -358,6 +377,9 @@ void server_get_stats(const server *srv, server_stats *out)
     pthread_mutex_lock(mu);
     out->wal_syncs = srv->wal_syncs;
     out->wal_batches = srv->wal_batches;
+    out->checkpoints = srv->checkpoints;
+    out->checkpoint_failures = srv->checkpoint_failures;
+    out->last_checkpoint_index = srv->last_checkpoint_index;
     pthread_mutex_unlock(mu);
     out->writes_acked = srv->writes_acked;
     out->writes_failed = srv->writes_failed;

@@ -31,6 +31,9 @@
 /* The etcd API version Flotilla implements; clients pick features by it. */
 #define SERVER_ETCD_API_VERSION "3.4.0"
 
+/* Entries applied between two checkpoints unless options say otherwise. */
+#define SERVER_SNAPSHOT_COUNT_DEFAULT 10000u
+
 typedef struct server server;
 
 typedef struct server_options {
@@ -48,6 +51,10 @@ typedef struct server_options {
     uint64_t wal_segment_bytes; /* WAL segment size; 0 = the wal's default (tests use small) */
     const struct wal_test_hooks *wal_test_hooks; /* TEST-ONLY (see wal.h); NULL in production */
     uint64_t backend_map_bytes; /* LMDB map size; 0 = mvcc's default, grown to fit the quota */
+    /* Checkpoint (make LMDB durable, release WAL segments it covers) after
+     * this many entries applied since the last one, and at a clean stop;
+     * 0 = SERVER_SNAPSHOT_COUNT_DEFAULT (etcd's --snapshot-count). */
+    uint64_t snapshot_count;
     /* Called (on the loop) when the member can no longer make progress safely:
      * LMDB failed to apply entries the WAL already made durable, or a WAL
      * fsync failed. Pending writes have been failed with FL_ERR_IO and new
@@ -125,13 +132,16 @@ void server_get_members(const server *srv, const server_member **members, size_t
 
 /* Counters for tests and metrics. wal_syncs < writes_acked proves group commit. */
 typedef struct server_stats {
-    uint64_t wal_syncs;      /* wal_sync calls that returned FL_OK */
-    uint64_t wal_batches;    /* wal_append_batch calls */
-    uint64_t writes_acked;   /* writes whose done got FL_OK or an apply-time error */
-    uint64_t writes_failed;  /* writes failed before apply (WAL error, stop) */
-    uint64_t writes_pending; /* accepted, done not yet called */
-    uint64_t replayed;       /* entries replayed from the WAL at start-up */
-    uint64_t apply_stalls;   /* times LMDB had no disk space and logged writes waited */
+    uint64_t wal_syncs;             /* wal_sync calls that returned FL_OK */
+    uint64_t wal_batches;           /* wal_append_batch calls */
+    uint64_t writes_acked;          /* writes whose done got FL_OK or an apply-time error */
+    uint64_t writes_failed;         /* writes failed before apply (WAL error, stop) */
+    uint64_t writes_pending;        /* accepted, done not yet called */
+    uint64_t replayed;              /* entries replayed from the WAL at start-up */
+    uint64_t apply_stalls;          /* times LMDB had no disk space and logged writes waited */
+    uint64_t checkpoints;           /* checkpoints done: LMDB synced, WAL released up to it */
+    uint64_t checkpoint_failures;   /* checkpoints skipped: the LMDB sync or the release failed */
+    uint64_t last_checkpoint_index; /* applied index the last checkpoint made durable (0: none) */
 } server_stats;
 void server_get_stats(const server *srv, server_stats *out);
 

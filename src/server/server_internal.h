@@ -89,7 +89,15 @@ struct server {
     uint64_t wal_syncs;                            /* (mu) */
     uint64_t wal_batches;                          /* (mu) */
     uint64_t next_index;                           /* (writer) */
-    uv_async_t async; /* writer -> loop: done list has items or the writer exited */
+    /* Checkpoints: the loop asks (ckpt_request = an applied index with no
+     * LMDB batch open), the writer syncs LMDB and releases the WAL up to it
+     * between two batches, because it owns the wal handle. */
+    uint64_t ckpt_request;          /* (mu) index to checkpoint; 0 = none asked */
+    bool ckpt_busy;                 /* (mu) asked and not finished */
+    uint64_t checkpoints;           /* (mu) */
+    uint64_t checkpoint_failures;   /* (mu) */
+    uint64_t last_checkpoint_index; /* (mu) */
+    uv_async_t async;               /* writer -> loop: done list has items or the writer exited */
 
     /* Loop side. */
     uint64_t writes_pending;
@@ -97,6 +105,7 @@ struct server {
     uint64_t writes_acked;
     uint64_t writes_failed;
     uint64_t replayed;
+    uint64_t ckpt_base; /* applied index of the last checkpoint asked for (or the WAL's start) */
     bool stopping;
     bool failed; /* fatal: apply or sync failed; writes answer FL_ERR_IO */
     /* Logged writes waiting for LMDB to have room again (its commit failed
@@ -126,6 +135,14 @@ fl_err server_recover(server *srv, const wal_recovery_info *info, char *errbuf, 
 fl_err server_writer_start(server *srv);
 void server_writer_request_stop(server *srv);
 void server_on_async(uv_async_t *handle);
+/* server_checkpoint.c: make LMDB durable and release the WAL behind it. */
+/* Loop, after applies (no LMDB batch open): asks the writer for a checkpoint
+ * when snapshot_count entries were applied since the last one. */
+void server_checkpoint_maybe(server *srv);
+/* Writer thread (or the loop once the writer is joined): sync LMDB, then
+ * release WAL segments whose entries are all <= index. Updates the counters. */
+void server_checkpoint_run(server *srv, uint64_t index);
+
 /* At stop, after the writer exited: answer what still waits for disk space. */
 void server_stall_finish(server *srv);
 

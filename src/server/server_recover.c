@@ -116,11 +116,21 @@ fl_err server_recover(server *srv, const wal_recovery_info *info, char *errbuf, 
                  srv->db_dir, applied, srv->wal_dir, last);
         return FL_ERR_CORRUPT;
     }
-    if (last > applied && info->first_index > applied + 1) {
-        snprintf(errbuf, errbuf_len,
-                 "the WAL in %s starts at index %" PRIu64
-                 " but the MVCC store has applied only %" PRIu64 ": entries are missing",
-                 srv->wal_dir, info->first_index, applied);
+    /* Checkpoints release WAL segments LMDB made durable. If LMDB is now
+     * behind the WAL's first entry (db/ deleted or replaced, or a power loss
+     * took LMDB back past a checkpoint), the entries in between exist
+     * nowhere: serving would show a state with a hole, so refuse. A WAL
+     * holding no entries (first_index 0) with last > applied is the same gap. */
+    if (last > applied && (info->first_index == 0 || info->first_index > applied + 1)) {
+        snprintf(
+            errbuf, errbuf_len,
+            "the WAL in %s starts at index %" PRIu64 " (entries up to %" PRIu64
+            " were released after a checkpoint) but the MVCC store in %s has applied only %" PRIu64
+            ": entries %" PRIu64 "..%" PRIu64
+            " are missing (the db dir was lost or rolled back); refusing to serve a state "
+            "with a gap: restore the db dir that belongs to this WAL, or start a new member",
+            srv->wal_dir, info->first_index, info->first_index ? info->first_index - 1 : last,
+            srv->db_dir, applied, applied + 1, info->first_index ? info->first_index - 1 : last);
         return FL_ERR_CORRUPT;
     }
     if (last == applied)

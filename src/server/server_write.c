@@ -98,8 +98,20 @@ static void *writer_main(void *arg)
     server *srv = arg;
     pthread_mutex_lock(&srv->mu);
     for (;;) {
-        while (!srv->queue_head && !srv->writer_stop)
+        while (!srv->queue_head && !srv->writer_stop && !srv->ckpt_request)
             pthread_cond_wait(&srv->cond, &srv->mu);
+        if (srv->ckpt_request) {
+            /* between two batches: the wal handle is ours and idle */
+            uint64_t index = srv->ckpt_request;
+            srv->ckpt_request = 0;
+            bool skip = srv->wal_broken;
+            pthread_mutex_unlock(&srv->mu);
+            if (!skip)
+                server_checkpoint_run(srv, index);
+            pthread_mutex_lock(&srv->mu);
+            srv->ckpt_busy = false;
+            continue;
+        }
         if (!srv->queue_head)
             break; /* stopping and drained */
         /* take up to SERVER_WAL_BATCH_MAX writes / SERVER_WAL_BATCH_BYTES_MAX
@@ -392,6 +404,7 @@ static void on_retry_timer(uv_timer_t *timer)
     srv->stalled_head = srv->stalled_tail = NULL;
     uint64_t first = list ? list->index : 0;
     process_done(srv, list);
+    server_checkpoint_maybe(srv);
     if (!srv->stalled_head && list && !srv->failed) {
         srv->retry_delay_ms = 0;
         FL_LOG_INFOF("server", "LMDB has room again; stalled writes applied",
@@ -505,6 +518,7 @@ void server_on_async(uv_async_t *handle)
     pthread_mutex_unlock(&srv->mu);
 
     process_done(srv, list);
+    server_checkpoint_maybe(srv);
     if (broken && !srv->failed)
         server_enter_fatal(srv, FL_ERR_IO,
                            "WAL fsync failed: the log's durable state is unknown; restart to "

@@ -1,7 +1,8 @@
 /* Unit tests for src/server: the write path (group commit, bounds,
  * callbacks never re-entrant), recovery (WAL replay past the applied index,
- * a SIGKILLed member), identity, WAL disk-full handling and corrupt WAL
- * detection — all with the real wal and mvcc in a temp dir on a uv loop. */
+ * a SIGKILLed member), identity, WAL disk-full handling, corrupt WAL
+ * detection, checkpoints (WAL release, bounded WAL, gap refused at start-up) — all with the real
+ * wal and mvcc in a temp dir on a uv loop. */
 #include <errno.h>
 #include <dirent.h>
 #include <fcntl.h>
@@ -852,6 +853,261 @@ static void test_corrupt_wal_refused(void **state)
     assert_non_null(strstr(msg, "offset"));
 }
 
+/* ---- checkpoints: LMDB synced, WAL segments released ---------------------- */
+
+/* Counts the segment files in <data>/wal; *min_first gets the smallest first
+ * index in their names ("<seq>-<first index>.wal"), 0 if there are none. */
+static int wal_files(const fixture *f, uint64_t *min_first)
+{
+    char wal_dir[400];
+    snprintf(wal_dir, sizeof wal_dir, "%s/wal", f->data);
+    DIR *d = opendir(wal_dir);
+    assert_non_null(d);
+    int n = 0;
+    *min_first = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (len < 5 || strcmp(e->d_name + len - 4, ".wal") != 0)
+            continue;
+        const char *dash = strchr(e->d_name, '-');
+        assert_non_null(dash);
+        uint64_t first = strtoull(dash + 1, NULL, 16);
+        if (n == 0 || first < *min_first)
+            *min_first = first;
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
+enum { CKPT_SEGMENT = 4096, CKPT_EVERY = 100, CKPT_ROUNDS = 40, CKPT_WAVE = 50 };
+#define CKPT_VALUE "value-0123456789-0123456789-0123456789-0123456789"
+
+/* Queues one wave of puts ck<i> and waits for all of them. */
+static void ckpt_wave(fixture *f, int first, write_result *r)
+{
+    int completed = 0;
+    char key[32];
+    for (int i = 0; i < CKPT_WAVE; i++) {
+        snprintf(key, sizeof key, "ck%05d", first + i);
+        assert_int_equal(put(f, key, CKPT_VALUE, &r[i], &completed), FL_OK);
+    }
+    wait_for(f, &completed, CKPT_WAVE);
+    for (int i = 0; i < CKPT_WAVE; i++) {
+        assert_int_equal(r[i].err, FL_OK);
+        assert_int_equal(r[i].revision, 2 + first + i);
+    }
+}
+
+static void ckpt_check_all(fixture *f, int count)
+{
+    char key[32];
+    for (int i = 0; i < count; i++) {
+        snprintf(key, sizeof key, "ck%05d", i);
+        int64_t mod = 0;
+        char *v = get(f, key, &mod);
+        assert_non_null(v);
+        assert_string_equal(v, CKPT_VALUE);
+        assert_int_equal(mod, 2 + i);
+        free(v);
+    }
+}
+
+/* Many writes with 4 KiB segments and a checkpoint every 100 entries: old
+ * segments go, the number of WAL files stays bounded, the stats count the
+ * checkpoints, and a restart finds every write. */
+static void test_checkpoint_releases_wal(void **state)
+{
+    fixture *f = *state;
+    f->options.wal_segment_bytes = CKPT_SEGMENT;
+    f->options.snapshot_count = CKPT_EVERY;
+    start(f);
+    write_result r[CKPT_WAVE];
+    int most_files = 0;
+    uint64_t min_first = 0;
+    for (int round = 0; round < CKPT_ROUNDS; round++) {
+        ckpt_wave(f, round * CKPT_WAVE, r);
+        int n = wal_files(f, &min_first);
+        if (n > most_files)
+            most_files = n;
+    }
+    const int total = CKPT_ROUNDS * CKPT_WAVE;
+    server_stats stats;
+    server_get_stats(f->srv, &stats);
+    /* the writer takes a request between two batches; let it finish */
+    for (int i = 0; i < 200 && stats.checkpoints < (uint64_t)(total / CKPT_EVERY) - 2; i++) {
+        usleep(5000);
+        server_get_stats(f->srv, &stats);
+    }
+    int files = wal_files(f, &min_first);
+    print_message("checkpoints=%" PRIu64 " failures=%" PRIu64 " last=%" PRIu64
+                  " wal files now=%d most=%d min_first=%" PRIu64 "\n",
+                  stats.checkpoints, stats.checkpoint_failures, stats.last_checkpoint_index, files,
+                  most_files, min_first);
+    /* ~100 bytes a record: 2000 entries are ~50 segments without release */
+    assert_true(stats.checkpoints >= (uint64_t)(total / CKPT_EVERY) - 2);
+    assert_int_equal(stats.checkpoint_failures, 0);
+    assert_true(stats.last_checkpoint_index > (uint64_t)total - 2 * CKPT_EVERY);
+    assert_true(stats.last_checkpoint_index <= (uint64_t)total);
+    assert_true(most_files <= 12);
+    assert_true(min_first > (uint64_t)total - 3 * CKPT_EVERY);
+    /* never past the applied index: the member's WAL still starts <= applied + 1 */
+    assert_true(min_first <= stats.last_checkpoint_index + 1);
+    ckpt_check_all(f, total);
+    stop(f);
+
+    /* the clean stop checkpointed: nothing to replay, every key there */
+    start(f);
+    server_get_stats(f->srv, &stats);
+    assert_int_equal(stats.replayed, 0);
+    ckpt_check_all(f, total);
+    server_header h;
+    server_get_header(f->srv, &h);
+    assert_int_equal(h.revision, total + 1);
+    /* writes continue at the right index after a released prefix */
+    fl_err err;
+    assert_int_equal(put_sync(f, "after", "x", &err), total + 2);
+    assert_int_equal(err, FL_OK);
+    stop(f);
+
+    /* replay after a release: two entries appended behind the member's back
+     * (a crash between WAL fsync and LMDB commit) are applied at start */
+    char wal_dir[400];
+    snprintf(wal_dir, sizeof wal_dir, "%s/wal", f->data);
+    wal *log = NULL;
+    wal_recovery_info info;
+    wal_options wopts = {.segment_bytes_max = CKPT_SEGMENT};
+    assert_int_equal(wal_open(wal_dir, &wopts, &log, &info, NULL, 0), FL_OK);
+    assert_true(info.first_index > 1);
+    assert_int_equal(info.last_index, (uint64_t)total + 1);
+    wal_entry entries[2];
+    uint8_t *payloads[2];
+    const char *keys[2] = {"late1", "late2"};
+    for (int i = 0; i < 2; i++) {
+        mvcc_request req = {.type = MVCC_REQ_PUT};
+        req.u.put.key = (mvcc_bytes){(const uint8_t *)keys[i], strlen(keys[i])};
+        req.u.put.value = (mvcc_bytes){(const uint8_t *)"v", 1};
+        size_t len;
+        assert_int_equal(mvcc_request_encode(&req, &payloads[i], &len), FL_OK);
+        entries[i] = (wal_entry){.index = (uint64_t)total + 2 + (uint64_t)i,
+                                 .term = 1,
+                                 .type = WAL_ENTRY_NORMAL,
+                                 .data = payloads[i],
+                                 .len = len};
+    }
+    assert_int_equal(wal_append_batch(log, entries, 2, NULL), FL_OK);
+    assert_int_equal(wal_sync(log), FL_OK);
+    wal_close(log);
+    free(payloads[0]);
+    free(payloads[1]);
+    start(f);
+    server_get_stats(f->srv, &stats);
+    assert_int_equal(stats.replayed, 2);
+    int64_t mod = 0;
+    char *v = get(f, "late2", &mod);
+    assert_non_null(v);
+    free(v);
+    assert_int_equal(mod, total + 4); /* index total + 3, revision = index + 1 */
+    ckpt_check_all(f, total);
+    stop(f);
+}
+
+/* LMDB behind the WAL's first entry (db/ lost after a release): start-up
+ * refuses with a clear message instead of serving a state with a gap; with
+ * the right db/ back it starts. */
+static void test_checkpoint_gap_refused(void **state)
+{
+    fixture *f = *state;
+    f->options.wal_segment_bytes = CKPT_SEGMENT;
+    f->options.snapshot_count = CKPT_EVERY;
+    start(f);
+    write_result r[CKPT_WAVE];
+    for (int round = 0; round < 10; round++)
+        ckpt_wave(f, round * CKPT_WAVE, r);
+    stop(f);
+    uint64_t min_first = 0;
+    wal_files(f, &min_first);
+    assert_true(min_first > 1);
+    char db[400], moved[400];
+    snprintf(db, sizeof db, "%s/db", f->data);
+    snprintf(moved, sizeof moved, "%s/db.saved", f->dir);
+    assert_int_equal(rename(db, moved), 0);
+    char msg[1024] = "";
+    server *srv = NULL;
+    assert_int_equal(server_create(&f->loop, &f->options, &srv, msg, sizeof msg), FL_ERR_CORRUPT);
+    assert_null(srv);
+    print_message("refused: %s\n", msg);
+    assert_non_null(strstr(msg, "missing"));
+    assert_non_null(strstr(msg, "gap"));
+    /* the refused start created an empty db/; put the real one back */
+    nftw(db, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    assert_int_equal(rename(moved, db), 0);
+    start(f);
+    ckpt_check_all(f, 10 * CKPT_WAVE);
+    stop(f);
+}
+
+/* A member SIGKILLed after checkpoints released segments, with entries past
+ * the last checkpoint: the restart finds every acknowledged write at its
+ * revision and continues the index. */
+static void test_checkpoint_sigkill(void **state)
+{
+    fixture *f = *state;
+    f->options.wal_segment_bytes = CKPT_SEGMENT;
+    f->options.snapshot_count = CKPT_EVERY;
+    const int total = 20 * CKPT_WAVE + 30;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        fixture *c = calloc(1, sizeof *c); /* the child's own loop; dies with it */
+        if (!c || uv_loop_init(&c->loop) != 0)
+            _exit(3);
+        c->options = f->options;
+        start(c);
+        static write_result cr[CKPT_WAVE];
+        for (int round = 0; round < 20; round++)
+            ckpt_wave(c, round * CKPT_WAVE, cr);
+        server_stats st;
+        server_get_stats(c->srv, &st);
+        for (int i = 0; i < 400 && st.checkpoints < 8; i++) {
+            usleep(5000);
+            server_get_stats(c->srv, &st);
+        }
+        if (st.checkpoints < 8)
+            _exit(4);
+        /* 30 more, fewer than the interval: past the last checkpoint */
+        int completed = 0;
+        char key[32];
+        for (int i = 0; i < 30; i++) {
+            snprintf(key, sizeof key, "ck%05d", 20 * CKPT_WAVE + i);
+            if (put(c, key, CKPT_VALUE, &cr[i], &completed) != FL_OK)
+                _exit(5);
+        }
+        wait_for(c, &completed, 30);
+        for (int i = 0; i < 30; i++)
+            if (cr[i].err != FL_OK || cr[i].revision != 2 + 20 * CKPT_WAVE + i)
+                _exit(6);
+        raise(SIGKILL);
+        _exit(7);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (!WIFSIGNALED(status))
+        fail_msg("child exited with %d", WEXITSTATUS(status));
+    assert_int_equal(WTERMSIG(status), SIGKILL);
+    uint64_t min_first = 0;
+    int files = wal_files(f, &min_first);
+    print_message("after SIGKILL: wal files=%d min_first=%" PRIu64 "\n", files, min_first);
+    assert_true(min_first > 1);
+    start(f);
+    ckpt_check_all(f, total);
+    fl_err err;
+    assert_int_equal(put_sync(f, "next", "x", &err), total + 2);
+    assert_int_equal(err, FL_OK);
+    stop(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -869,6 +1125,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lmdb_map_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lmdb_disk_full, setup, teardown_lmdb_mount),
         cmocka_unit_test_setup_teardown(test_corrupt_wal_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checkpoint_releases_wal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checkpoint_gap_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checkpoint_sigkill, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
