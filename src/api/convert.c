@@ -99,6 +99,128 @@ api_wire_check api_txn_wire_check(const uint8_t *data, size_t len, unsigned dept
     return wire_txn(data, data + len, 1, depth_max);
 }
 
+/* ---- present but empty range_end ------------------------------------------ */
+
+/* One field of an encoded message: its number and, for length-delimited
+ * fields, the payload. */
+typedef struct wire_field {
+    uint64_t number;
+    bool delimited;
+    const uint8_t *data;
+    size_t len;
+} wire_field;
+
+/* Reads the field at *p; false at the end or on malformed input. */
+static bool wire_next(const uint8_t **p, const uint8_t *end, wire_field *f)
+{
+    uint64_t key;
+    uint64_t v;
+    if (*p >= end || !wire_varint(p, end, &key)) {
+        return false;
+    }
+    f->number = key >> 3;
+    f->delimited = false;
+    switch (key & 7u) {
+    case 0:
+        return wire_varint(p, end, &v);
+    case 1:
+    case 5: {
+        size_t n = (key & 7u) == 1 ? 8 : 4;
+        if ((size_t)(end - *p) < n) {
+            return false;
+        }
+        *p += n;
+        return true;
+    }
+    case 2:
+        if (!wire_varint(p, end, &v) || v > (uint64_t)(end - *p)) {
+            return false;
+        }
+        f->delimited = true;
+        f->data = *p;
+        f->len = (size_t)v;
+        *p += v;
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* True when the last occurrence of bytes field `number` in the message is
+ * present with length 0. */
+static bool wire_last_is_empty(const uint8_t *data, size_t len, uint64_t number)
+{
+    const uint8_t *p = data;
+    const uint8_t *end = data + len;
+    wire_field f;
+    bool empty = false;
+    while (wire_next(&p, end, &f)) {
+        if (f.number == number && f.delimited) {
+            empty = f.len == 0;
+        }
+    }
+    return empty;
+}
+
+static uint8_t from_key_byte[1] = {0}; /* never written: pb lives in an arena */
+
+static void mark_from_key(ProtobufCBinaryData *range_end, const uint8_t *data, size_t len,
+                          uint64_t number)
+{
+    if (range_end->len == 0 && wire_last_is_empty(data, len, number)) {
+        range_end->data = from_key_byte;
+        range_end->len = 1;
+    }
+}
+
+void api_range_mark_from_key(const uint8_t *data, size_t len, Etcdserverpb__RangeRequest *pb)
+{
+    mark_from_key(&pb->range_end, data, len, 2); /* RangeRequest.range_end */
+}
+
+static void op_mark_from_key(const uint8_t *data, size_t len, Etcdserverpb__RequestOp *op)
+{
+    const uint8_t *p = data;
+    const uint8_t *end = data + len;
+    wire_field f;
+    while (wire_next(&p, end, &f)) {
+        if (!f.delimited) {
+            continue;
+        }
+        if (f.number == 1 && op->request_case == ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_RANGE) {
+            api_range_mark_from_key(f.data, f.len, op->request_range);
+        } else if (f.number == 4 &&
+                   op->request_case == ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN) {
+            /* depth bounded by api_txn_wire_check before the unpack */
+            api_txn_mark_from_key(f.data, f.len, op->request_txn);
+        }
+    }
+}
+
+void api_txn_mark_from_key(const uint8_t *data, size_t len, Etcdserverpb__TxnRequest *pb)
+{
+    /* protobuf-c appends repeated message fields in wire order, so the k-th
+     * occurrence of a field is element k of its array. */
+    size_t compares = 0;
+    size_t success = 0;
+    size_t failure = 0;
+    const uint8_t *p = data;
+    const uint8_t *end = data + len;
+    wire_field f;
+    while (wire_next(&p, end, &f)) {
+        if (!f.delimited) {
+            continue;
+        }
+        if (f.number == 1 && compares < pb->n_compare) {
+            mark_from_key(&pb->compare[compares++]->range_end, f.data, f.len, 64);
+        } else if (f.number == 2 && success < pb->n_success) {
+            op_mark_from_key(f.data, f.len, pb->success[success++]);
+        } else if (f.number == 3 && failure < pb->n_failure) {
+            op_mark_from_key(f.data, f.len, pb->failure[failure++]);
+        }
+    }
+}
+
 /* ---- requests ------------------------------------------------------------- */
 
 static mvcc_bytes bytes_from_pb(ProtobufCBinaryData b)

@@ -35,6 +35,17 @@ typedef enum api_wire_check {
  * (protobuf-c would recurse once per level before we could look). */
 api_wire_check api_txn_wire_check(const uint8_t *data, size_t len, unsigned depth_max);
 
+/* etcd 3.4 (gogo protobuf) tells a range_end sent on the wire with length 0
+ * from an absent one: in a RangeRequest (alone or as a txn op) and in a
+ * txn Compare, a present empty range_end means "every key >= key", like
+ * "\0" (DeleteRange treats it as a single key). protobuf-c drops that
+ * presence, so these walk the encoded request (already unpacked into pb
+ * without error, txn depth already checked) and set such range_ends to "\0"
+ * in pb. pb must live in an arena (nothing in it is freed one by one): the
+ * "\0" is a static byte. */
+void api_range_mark_from_key(const uint8_t *data, size_t len, Etcdserverpb__RangeRequest *pb);
+void api_txn_mark_from_key(const uint8_t *data, size_t len, Etcdserverpb__TxnRequest *pb);
+
 /* ---- requests ---- */
 api_status api_range_from_pb(const Etcdserverpb__RangeRequest *pb, mvcc_range_req *out);
 api_status api_put_from_pb(const Etcdserverpb__PutRequest *pb, mvcc_put_req *out);

@@ -147,6 +147,11 @@ void api_call_dispatch(api_call *call)
                                                             "invalid wire-format data"});
         return;
     }
+    if (method->handler == handle_range) {
+        api_range_mark_from_key(body, body_len, (Etcdserverpb__RangeRequest *)request);
+    } else if (method->handler == handle_txn) {
+        api_txn_mark_from_key(body, body_len, (Etcdserverpb__TxnRequest *)request);
+    }
     method->handler(call, request);
 }
 

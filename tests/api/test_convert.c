@@ -333,6 +333,66 @@ static void test_responses_round_trip(void **state)
     api_arena_free(&a);
 }
 
+/* etcd 3.4 reads a range_end present on the wire with length 0 as "every key
+ * >= key" in a Range, a txn's range op (nested too) and a Compare; an absent
+ * one, a non-empty one and a delete's stay as they are. */
+static void test_empty_range_end_on_the_wire(void **state)
+{
+    (void)state;
+    api_arena a;
+    api_arena_init(&a);
+    /* RangeRequest{key "b", range_end ""} and without range_end */
+    static const uint8_t range_empty[] = {0x0a, 1, 'b', 0x12, 0};
+    static const uint8_t range_absent[] = {0x0a, 1, 'b'};
+    static const uint8_t range_z[] = {0x0a, 1, 'b', 0x12, 0, 0x12, 1, 'z'}; /* last wins */
+    Etcdserverpb__RangeRequest *r =
+        etcdserverpb__range_request__unpack(&a.pb, sizeof(range_empty), range_empty);
+    assert_non_null(r);
+    assert_int_equal(r->range_end.len, 0); /* what protobuf-c gives */
+    api_range_mark_from_key(range_empty, sizeof(range_empty), r);
+    assert_int_equal(r->range_end.len, 1);
+    assert_int_equal(r->range_end.data[0], 0);
+    r = etcdserverpb__range_request__unpack(&a.pb, sizeof(range_absent), range_absent);
+    api_range_mark_from_key(range_absent, sizeof(range_absent), r);
+    assert_int_equal(r->range_end.len, 0);
+    r = etcdserverpb__range_request__unpack(&a.pb, sizeof(range_z), range_z);
+    api_range_mark_from_key(range_z, sizeof(range_z), r);
+    assert_int_equal(r->range_end.len, 1);
+    assert_int_equal(r->range_end.data[0], 'z');
+
+    /* TxnRequest{compare: [{key "b", range_end ""}, {key "c"}],
+     *            success: [delete{b, ""}, range{b, ""}],
+     *            failure: [txn{success: [range{b}, range{b, ""}]}]} */
+    static const uint8_t txn[] = {
+        0x0a, 6,  0x1a, 1,  'b',  0x82, 0x04, 0,                  /* compare 0, range_end = 64 */
+        0x0a, 3,  0x1a, 1,  'c',                                  /* compare 1 */
+        0x12, 7,  0x1a, 5,  0x0a, 1,    'b',  0x12, 0,            /* success 0: delete */
+        0x12, 7,  0x0a, 5,  0x0a, 1,    'b',  0x12, 0,            /* success 1: range */
+        0x1a, 18, 0x22, 16, 0x12, 5,    0x0a, 3,    0x0a, 1, 'b', /* failure 0: txn */
+        0x12, 7,  0x0a, 5,  0x0a, 1,    'b',  0x12, 0,
+    };
+    assert_int_equal(api_txn_wire_check(txn, sizeof(txn), API_TXN_DEPTH_MAX), API_WIRE_OK);
+    Etcdserverpb__TxnRequest *t = etcdserverpb__txn_request__unpack(&a.pb, sizeof(txn), txn);
+    assert_non_null(t);
+    assert_int_equal(t->n_compare, 2);
+    assert_int_equal(t->n_success, 2);
+    assert_int_equal(t->n_failure, 1);
+    api_txn_mark_from_key(txn, sizeof(txn), t);
+    assert_int_equal(t->compare[0]->range_end.len, 1);
+    assert_int_equal(t->compare[1]->range_end.len, 0);
+    assert_int_equal(t->success[0]->request_delete_range->range_end.len, 0);
+    assert_int_equal(t->success[1]->request_range->range_end.len, 1);
+    Etcdserverpb__TxnRequest *inner = t->failure[0]->request_txn;
+    assert_int_equal(inner->n_success, 2);
+    assert_int_equal(inner->success[0]->request_range->range_end.len, 0);
+    assert_int_equal(inner->success[1]->request_range->range_end.len, 1);
+    mvcc_txn_req m;
+    assert_int_equal(api_txn_from_pb(&a, t, &m).code, 0);
+    assert_int_equal(m.compares[0].range_end.len, 1);
+    assert_int_equal(m.success[1].u.range.range_end.data[0], 0);
+    api_arena_free(&a);
+}
+
 static void test_arena(void **state)
 {
     api_arena a;
@@ -356,9 +416,13 @@ static void test_arena(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_range_request),        cmocka_unit_test(test_put_delete_compact),
-        cmocka_unit_test(test_nested_txn_request),   cmocka_unit_test(test_wire_check_deep_nesting),
-        cmocka_unit_test(test_responses_round_trip), cmocka_unit_test(test_arena),
+        cmocka_unit_test(test_range_request),
+        cmocka_unit_test(test_put_delete_compact),
+        cmocka_unit_test(test_nested_txn_request),
+        cmocka_unit_test(test_wire_check_deep_nesting),
+        cmocka_unit_test(test_responses_round_trip),
+        cmocka_unit_test(test_arena),
+        cmocka_unit_test(test_empty_range_end_on_the_wire),
     };
     return cmocka_run_group_tests_name("api.convert", tests, NULL, NULL);
 }
