@@ -9,6 +9,7 @@ packages=(
     libcmocka-dev
     etcd-client etcd-server
     python3 gnuplot-nox
+    python3-etcd3
 )
 
 missing=()
@@ -17,11 +18,31 @@ for pkg in "${packages[@]}"; do
         missing+=("$pkg")
     fi
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+# The npm etcd3 acceptance test needs node and npm; any install of them will
+# do (a NodeSource nodejs bundles npm), so look for the commands, not packages.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 
-echo "install-deps: installing ${missing[*]}" >&2
-sudo_cmd=()
-[ "$(id -u)" -ne 0 ] && sudo_cmd=(sudo)
-export DEBIAN_FRONTEND=noninteractive
-"${sudo_cmd[@]}" apt-get update -qq
-"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "install-deps: installing ${missing[*]}" >&2
+    sudo_cmd=()
+    [ "$(id -u)" -ne 0 ] && sudo_cmd=(sudo)
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo_cmd[@]}" apt-get update -qq
+    "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The npm etcd3 client for tests/integration/test_accept_node_etcd3.py, at the
+# version package-lock.json pins. npm writes node_modules/.package-lock.json
+# on install: reinstall only when it is missing or older than the lock file.
+# Without the registry this warns and goes on (the build and `make run` do not
+# need it); that test then fails and says why.
+node_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/integration/node"
+installed_lock="$node_dir/node_modules/.package-lock.json"
+if [ ! -f "$installed_lock" ] || [ "$node_dir/package-lock.json" -nt "$installed_lock" ]; then
+    echo "install-deps: npm ci --prefix $node_dir" >&2
+    if ! npm ci --prefix "$node_dir" --no-audit --no-fund --loglevel=error >/dev/null; then
+        echo "install-deps: WARNING: npm ci failed (is the npm registry reachable?);" \
+             "integration.test_accept_node_etcd3 will fail until it succeeds" >&2
+    fi
+fi
