@@ -24,7 +24,9 @@
  * the loop (reads keep being served). mvcc_sync may run off the loop
  * concurrently with commits: it only calls mdb_env_sync, which lmdb.h does
  * not restrict to one thread (it does for transactions and mdb_env_close),
- * and which takes no lock and touches no transaction. Writes queue behind
+ * and which takes no lock and touches no transaction: LMDB's implementation
+ * is fdatasync(data fd) plus a read of the newest meta page whose value only
+ * sizes an msync under MDB_WRITEMAP, which the store does not use. Writes queue behind
  * the sync meanwhile and go out as one group-committed batch afterwards.
  *
  * Failure: a failed sync (EIO, ENOSPC) or release skips the checkpoint
