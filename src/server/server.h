@@ -55,6 +55,12 @@ typedef struct server_options {
      * this many entries applied since the last one, and at a clean stop;
      * 0 = SERVER_SNAPSHOT_COUNT_DEFAULT (etcd's --snapshot-count). */
     uint64_t snapshot_count;
+    /* TEST-ONLY, NULL in production: called on the thread running a
+     * checkpoint right before its LMDB sync; a non-FL_OK return is taken as
+     * the sync's failure (the sync is not made), to test that a failed sync
+     * releases nothing. */
+    fl_err (*test_checkpoint_sync)(void *ctx);
+    void *test_checkpoint_ctx;
     /* Called (on the loop) when the member can no longer make progress safely:
      * LMDB failed to apply entries the WAL already made durable, or a WAL
      * fsync failed. Pending writes have been failed with FL_ERR_IO and new

@@ -61,7 +61,11 @@ void server_checkpoint_run(server *srv, uint64_t index)
 {
     assert(index > 0);
     uint64_t first_before = wal_first_index(srv->log);
-    fl_err err = mvcc_sync(srv->store);
+    fl_err err = FL_OK;
+    if (srv->options.test_checkpoint_sync)
+        err = srv->options.test_checkpoint_sync(srv->options.test_checkpoint_ctx);
+    if (err == FL_OK)
+        err = mvcc_sync(srv->store);
     bool synced = err == FL_OK;
     if (synced)
         err = wal_release_up_to(srv->log, index);

@@ -1048,6 +1048,65 @@ static void test_checkpoint_gap_refused(void **state)
     stop(f);
 }
 
+static int ckpt_sync_fail; /* set while the loop is idle; read on the writer thread */
+static int ckpt_sync_calls;
+
+static fl_err hook_checkpoint_sync(void *ctx)
+{
+    (void)ctx;
+    __atomic_add_fetch(&ckpt_sync_calls, 1, __ATOMIC_SEQ_CST);
+    return __atomic_load_n(&ckpt_sync_fail, __ATOMIC_SEQ_CST) ? FL_ERR_NOSPACE : FL_OK;
+}
+
+/* A failed LMDB sync skips the checkpoint: counted, nothing released, the
+ * member keeps serving; once syncs work again the WAL is released. */
+static void test_checkpoint_sync_failure(void **state)
+{
+    fixture *f = *state;
+    f->options.wal_segment_bytes = CKPT_SEGMENT;
+    f->options.snapshot_count = CKPT_EVERY;
+    f->options.test_checkpoint_sync = hook_checkpoint_sync;
+    ckpt_sync_calls = 0;
+    __atomic_store_n(&ckpt_sync_fail, 1, __ATOMIC_SEQ_CST);
+    start(f);
+    write_result r[CKPT_WAVE];
+    for (int round = 0; round < 12; round++)
+        ckpt_wave(f, round * CKPT_WAVE, r);
+    server_stats stats;
+    server_get_stats(f->srv, &stats);
+    for (int i = 0; i < 200 && stats.checkpoint_failures < 4; i++) {
+        usleep(5000);
+        server_get_stats(f->srv, &stats);
+    }
+    uint64_t min_first = 0;
+    int files = wal_files(f, &min_first);
+    print_message("sync failing: failures=%" PRIu64 " checkpoints=%" PRIu64
+                  " files=%d first=%" PRIu64 "\n",
+                  stats.checkpoint_failures, stats.checkpoints, files, min_first);
+    assert_true(stats.checkpoint_failures >= 4);
+    assert_int_equal(stats.checkpoints, 0);
+    assert_int_equal(stats.last_checkpoint_index, 0);
+    assert_int_equal(min_first, 1); /* nothing released */
+    assert_true(files > 8);
+    ckpt_check_all(f, 12 * CKPT_WAVE);
+
+    __atomic_store_n(&ckpt_sync_fail, 0, __ATOMIC_SEQ_CST);
+    for (int round = 12; round < 16; round++)
+        ckpt_wave(f, round * CKPT_WAVE, r);
+    for (int i = 0; i < 200 && stats.checkpoints < 1; i++) {
+        usleep(5000);
+        server_get_stats(f->srv, &stats);
+    }
+    assert_true(stats.checkpoints >= 1);
+    files = wal_files(f, &min_first);
+    assert_true(min_first > 12 * CKPT_WAVE);
+    assert_true(files <= 6);
+    stop(f);
+    start(f);
+    ckpt_check_all(f, 16 * CKPT_WAVE);
+    stop(f);
+}
+
 /* A member SIGKILLed after checkpoints released segments, with entries past
  * the last checkpoint: the restart finds every acknowledged write at its
  * revision and continues the index. */
@@ -1127,6 +1186,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_corrupt_wal_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint_releases_wal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint_gap_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checkpoint_sync_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint_sigkill, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
