@@ -8,6 +8,8 @@ member_id and raft_term dropped) and must be equal. Then Flotilla-only checks:
 status() (3.4.x version, db size, leader), members, and that an
 unimplemented method (lease) fails at once with gRPC UNIMPLEMENTED.
 
+Also checks that HTTP/2 keepalive pings on an idle connection are acked.
+
 Covers: put (prev_kv), get (value + metadata), get_prefix with every sort
 order/target, get_range, get_all, put_if_not_exists, replace, transaction
 (compares on value/version/create/mod, success and failure ops, a nested
@@ -214,6 +216,28 @@ def flotilla_only_checks(member):
         # The channel still works after those errors.
         client.put("after-unimplemented", "ok")
         assert client.get("after-unimplemented")[0] == b"ok"
+    finally:
+        client.close()
+
+    # HTTP/2 keepalive pings on an idle connection (every 250 ms, also without
+    # calls) must be acked and leave the connection usable. (Not compared with
+    # etcd: its gRPC server answers pings this frequent with GOAWAY.)
+    options = [("grpc.keepalive_time_ms", 250), ("grpc.keepalive_timeout_ms", 2000),
+               ("grpc.keepalive_permit_without_calls", 1),
+               ("grpc.http2.max_pings_without_data", 0),
+               ("grpc.http2.min_time_between_pings_ms", 250)]
+    client = etcd3.client(host="127.0.0.1", port=member.port, timeout=RPC_TIMEOUT_S,
+                          grpc_options=options)
+    try:
+        client.put("keepalive", "1")
+        connected = []
+        client.channel.subscribe(connected.append, try_to_connect=False)
+        time.sleep(2.5)  # grpc core spaces idle pings >= 1 s apart: two or more acks
+        value, meta = client.get("keepalive")
+        assert value == b"1" and meta.version == 1, (value, meta)
+        # the channel never went through a reconnect (ping timeout/GOAWAY)
+        assert grpc.ChannelConnectivity.TRANSIENT_FAILURE not in connected, connected
+        assert connected and connected[-1] == grpc.ChannelConnectivity.READY, connected
     finally:
         client.close()
 
