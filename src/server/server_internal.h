@@ -94,6 +94,11 @@ struct server {
      * between two batches, because it owns the wal handle. */
     uint64_t ckpt_request;          /* (mu) index to checkpoint; 0 = none asked */
     bool ckpt_busy;                 /* (mu) asked and not finished */
+    bool ckpt_sync_done;            /* (mu) the sync thread finished; result in ckpt_sync_err */
+    fl_err ckpt_sync_err;           /* (mu) */
+    pthread_t ckpt_sync_thread;     /* (writer) syncs LMDB while the writer goes on */
+    bool ckpt_sync_running;         /* (writer) ckpt_sync_thread exists and is not joined */
+    uint64_t ckpt_sync_index;       /* (writer) the index that sync covers */
     uint64_t checkpoints;           /* (mu) */
     uint64_t checkpoint_failures;   /* (mu) */
     uint64_t last_checkpoint_index; /* (mu) */
@@ -139,8 +144,14 @@ void server_on_async(uv_async_t *handle);
 /* Loop, after applies (no LMDB batch open): asks the writer for a checkpoint
  * when snapshot_count entries were applied since the last one. */
 void server_checkpoint_maybe(server *srv);
-/* Writer thread (or the loop once the writer is joined): sync LMDB, then
- * release WAL segments whose entries are all <= index. Updates the counters. */
+/* Any thread (see server_checkpoint.c for why that is safe): makes LMDB
+ * durable up to every commit that returned before the call. */
+fl_err server_checkpoint_sync(server *srv);
+/* The wal handle's thread: after a sync with result sync_err, releases WAL
+ * segments whose entries are all <= index (only if the sync succeeded) and
+ * updates the counters. */
+void server_checkpoint_release(server *srv, uint64_t index, fl_err sync_err);
+/* The loop once the writer is joined (clean stop): sync, then release. */
 void server_checkpoint_run(server *srv, uint64_t index);
 
 /* At stop, after the writer exited: answer what still waits for disk space. */

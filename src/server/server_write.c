@@ -93,25 +93,66 @@ static fl_err write_batch(server *srv, server_pending_write *first, size_t count
     return FL_OK;
 }
 
+/* The checkpoint's sync thread: LMDB's fdatasync, off the write path. */
+static void *checkpoint_sync_main(void *arg)
+{
+    server *srv = arg;
+    fl_err err = server_checkpoint_sync(srv);
+    pthread_mutex_lock(&srv->mu);
+    srv->ckpt_sync_err = err;
+    srv->ckpt_sync_done = true;
+    pthread_cond_broadcast(&srv->cond);
+    pthread_mutex_unlock(&srv->mu);
+    return NULL;
+}
+
+/* Writer, mu held: what to do about a checkpoint between two batches.
+ * Returns true if it did something (mu was dropped meanwhile). */
+static bool writer_checkpoint_step(server *srv)
+{
+    if (srv->ckpt_sync_done) {
+        /* the sync finished: release the WAL behind it (the wal is ours) */
+        srv->ckpt_sync_done = false;
+        fl_err sync_err = srv->ckpt_sync_err;
+        bool broken = srv->wal_broken;
+        pthread_mutex_unlock(&srv->mu);
+        assert(srv->ckpt_sync_running);
+        pthread_join(srv->ckpt_sync_thread, NULL);
+        srv->ckpt_sync_running = false;
+        if (!broken)
+            server_checkpoint_release(srv, srv->ckpt_sync_index, sync_err);
+        pthread_mutex_lock(&srv->mu);
+        srv->ckpt_busy = false;
+        return true;
+    }
+    if (srv->ckpt_request) {
+        assert(!srv->ckpt_sync_running); /* ckpt_busy keeps it to one at a time */
+        srv->ckpt_sync_index = srv->ckpt_request;
+        srv->ckpt_request = 0;
+        bool started = !srv->wal_broken &&
+                       pthread_create(&srv->ckpt_sync_thread, NULL, checkpoint_sync_main, srv) == 0;
+        srv->ckpt_sync_running = started;
+        if (!started) {
+            srv->ckpt_busy = false; /* asked again after another interval */
+            if (!srv->wal_broken)
+                srv->checkpoint_failures++;
+        }
+        return true;
+    }
+    return false;
+}
+
 static void *writer_main(void *arg)
 {
     server *srv = arg;
     pthread_mutex_lock(&srv->mu);
     for (;;) {
-        while (!srv->queue_head && !srv->writer_stop && !srv->ckpt_request)
+        /* at stop, a running sync is waited for: its thread is ours to join */
+        while (!srv->queue_head && !srv->ckpt_request && !srv->ckpt_sync_done &&
+               (!srv->writer_stop || srv->ckpt_sync_running))
             pthread_cond_wait(&srv->cond, &srv->mu);
-        if (srv->ckpt_request) {
-            /* between two batches: the wal handle is ours and idle */
-            uint64_t index = srv->ckpt_request;
-            srv->ckpt_request = 0;
-            bool skip = srv->wal_broken;
-            pthread_mutex_unlock(&srv->mu);
-            if (!skip)
-                server_checkpoint_run(srv, index);
-            pthread_mutex_lock(&srv->mu);
-            srv->ckpt_busy = false;
+        if (writer_checkpoint_step(srv))
             continue;
-        }
         if (!srv->queue_head)
             break; /* stopping and drained */
         /* take up to SERVER_WAL_BATCH_MAX writes / SERVER_WAL_BATCH_BYTES_MAX

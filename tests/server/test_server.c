@@ -935,8 +935,13 @@ static void test_checkpoint_releases_wal(void **state)
     const int total = CKPT_ROUNDS * CKPT_WAVE;
     server_stats stats;
     server_get_stats(f->srv, &stats);
-    /* the writer takes a request between two batches; let it finish */
-    for (int i = 0; i < 200 && stats.checkpoints < (uint64_t)(total / CKPT_EVERY) - 2; i++) {
+    /* The sync runs beside the writer, so a request that comes while one is
+     * still running is folded into the next: expect at least half of
+     * total / CKPT_EVERY, and the last one close to the end. */
+    const uint64_t checkpoints_min = (uint64_t)(total / CKPT_EVERY) / 2;
+    for (int i = 0; i < 200 && (stats.checkpoints < checkpoints_min ||
+                                stats.last_checkpoint_index <= (uint64_t)total - 2 * CKPT_EVERY);
+         i++) {
         usleep(5000);
         server_get_stats(f->srv, &stats);
     }
@@ -946,7 +951,7 @@ static void test_checkpoint_releases_wal(void **state)
                   stats.checkpoints, stats.checkpoint_failures, stats.last_checkpoint_index, files,
                   most_files, min_first);
     /* ~100 bytes a record: 2000 entries are ~50 segments without release */
-    assert_true(stats.checkpoints >= (uint64_t)(total / CKPT_EVERY) - 2);
+    assert_true(stats.checkpoints >= checkpoints_min);
     assert_int_equal(stats.checkpoint_failures, 0);
     assert_true(stats.last_checkpoint_index > (uint64_t)total - 2 * CKPT_EVERY);
     assert_true(stats.last_checkpoint_index <= (uint64_t)total);
