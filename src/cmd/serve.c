@@ -85,7 +85,7 @@ static void usage(FILE *out)
         "  --max-txn-ops N                     most operations in one txn (default 128)\n"
         "  --snapshot-count N                  entries applied between checkpoints, which sync\n"
         "                                      the backend and release old WAL segments\n"
-        "                                      (default 10000)\n"
+        "                                      (default 100000, as etcd 3.4)\n"
         "  --log-level LEVEL                   debug, info, warn or error (default info)\n"
         "  --help                              this text\n");
 }
@@ -413,7 +413,7 @@ int cmd_serve_main(int argc, char **argv)
         .listen_client_urls = "http://127.0.0.1:2379",
         .max_request_bytes = 1572864,
         .quota_backend_bytes = 0,
-        .snapshot_count = 10000,
+        .snapshot_count = SERVER_SNAPSHOT_COUNT_DEFAULT,
         .log_level = "info",
     };
     int rc = parse_flags(argc, argv, &flags);

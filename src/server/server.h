@@ -32,7 +32,7 @@
 #define SERVER_ETCD_API_VERSION "3.4.0"
 
 /* Entries applied between two checkpoints unless options say otherwise. */
-#define SERVER_SNAPSHOT_COUNT_DEFAULT 10000u
+#define SERVER_SNAPSHOT_COUNT_DEFAULT 100000u
 
 typedef struct server server;
 
