@@ -24,83 +24,6 @@ static bool wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *out)
     return false;
 }
 
-static api_wire_check wire_txn(const uint8_t *p, const uint8_t *end, unsigned depth,
-                               unsigned depth_max);
-
-/* Walks one message's fields; for each length-delimited field that holds a
- * txn-carrying submessage (TxnRequest.success/failure = RequestOp,
- * RequestOp.request_txn = TxnRequest) descends one level. */
-static api_wire_check wire_message(const uint8_t *p, const uint8_t *end, bool is_txn,
-                                   unsigned depth, unsigned depth_max)
-{
-    while (p < end) {
-        uint64_t key;
-        if (!wire_varint(&p, end, &key)) {
-            return API_WIRE_MALFORMED;
-        }
-        uint64_t field = key >> 3;
-        uint64_t len;
-        switch (key & 7u) {
-        case 0:
-            if (!wire_varint(&p, end, &len)) {
-                return API_WIRE_MALFORMED;
-            }
-            break;
-        case 1:
-            if (end - p < 8) {
-                return API_WIRE_MALFORMED;
-            }
-            p += 8;
-            break;
-        case 5:
-            if (end - p < 4) {
-                return API_WIRE_MALFORMED;
-            }
-            p += 4;
-            break;
-        case 2: {
-            if (!wire_varint(&p, end, &len) || len > (uint64_t)(end - p)) {
-                return API_WIRE_MALFORMED;
-            }
-            const uint8_t *sub_end = p + len;
-            api_wire_check rc = API_WIRE_OK;
-            if (is_txn && (field == 2 || field == 3)) {
-                rc = wire_message(p, sub_end, false, depth, depth_max);
-            } else if (!is_txn && field == 4) {
-                rc = wire_txn(p, sub_end, depth + 1, depth_max);
-            }
-            if (rc != API_WIRE_OK) {
-                return rc;
-            }
-            p = sub_end;
-            break;
-        }
-        default:
-            return API_WIRE_MALFORMED; /* groups do not exist in proto3 */
-        }
-    }
-    return API_WIRE_OK;
-}
-
-static api_wire_check wire_txn(const uint8_t *p, const uint8_t *end, unsigned depth,
-                               unsigned depth_max)
-{
-    if (depth > depth_max) {
-        return API_WIRE_TOO_DEEP;
-    }
-    return wire_message(p, end, true, depth, depth_max);
-}
-
-api_wire_check api_txn_wire_check(const uint8_t *data, size_t len, unsigned depth_max)
-{
-    if (len == 0) {
-        return API_WIRE_OK;
-    }
-    return wire_txn(data, data + len, 1, depth_max);
-}
-
-/* ---- present but empty range_end ------------------------------------------ */
-
 /* One field of an encoded message: its number and, for length-delimited
  * fields, the payload. */
 typedef struct wire_field {
@@ -145,6 +68,55 @@ static bool wire_next(const uint8_t **p, const uint8_t *end, wire_field *f)
         return false;
     }
 }
+
+static api_wire_check wire_txn(const uint8_t *p, const uint8_t *end, unsigned depth,
+                               unsigned depth_max);
+
+/* Walks one message's fields; for each length-delimited field that holds a
+ * txn-carrying submessage (TxnRequest.success/failure = RequestOp,
+ * RequestOp.request_txn = TxnRequest) descends one level. */
+static api_wire_check wire_message(const uint8_t *p, const uint8_t *end, bool is_txn,
+                                   unsigned depth, unsigned depth_max)
+{
+    wire_field f;
+    while (p < end) {
+        if (!wire_next(&p, end, &f)) {
+            return API_WIRE_MALFORMED;
+        }
+        if (!f.delimited) {
+            continue;
+        }
+        api_wire_check rc = API_WIRE_OK;
+        if (is_txn && (f.number == 2 || f.number == 3)) {
+            rc = wire_message(f.data, f.data + f.len, false, depth, depth_max);
+        } else if (!is_txn && f.number == 4) {
+            rc = wire_txn(f.data, f.data + f.len, depth + 1, depth_max);
+        }
+        if (rc != API_WIRE_OK) {
+            return rc;
+        }
+    }
+    return API_WIRE_OK;
+}
+
+static api_wire_check wire_txn(const uint8_t *p, const uint8_t *end, unsigned depth,
+                               unsigned depth_max)
+{
+    if (depth > depth_max) {
+        return API_WIRE_TOO_DEEP;
+    }
+    return wire_message(p, end, true, depth, depth_max);
+}
+
+api_wire_check api_txn_wire_check(const uint8_t *data, size_t len, unsigned depth_max)
+{
+    if (len == 0) {
+        return API_WIRE_OK;
+    }
+    return wire_txn(data, data + len, 1, depth_max);
+}
+
+/* ---- present but empty range_end ------------------------------------------ */
 
 /* True when the last occurrence of bytes field `number` in the message is
  * present with length 0. */
