@@ -73,6 +73,15 @@ void mvcc_arena_reset(mvcc_arena *arena)
     arena->head = keep;
 }
 
+size_t mvcc_arena_bytes_used(const mvcc_arena *arena)
+{
+    size_t used = 0;
+    for (const arena_block *b = arena->head; b != NULL; b = b->next) {
+        used += b->used;
+    }
+    return used;
+}
+
 void *mvcc_arena_alloc(mvcc_arena *arena, size_t size)
 {
     assert(arena != NULL);

@@ -20,6 +20,8 @@ void mvcc_arena_reset(mvcc_arena *arena);
 /* size bytes aligned for any type; NULL on allocation failure. size 0 gives a
  * valid non-NULL pointer. The memory lives until reset/free. */
 void *mvcc_arena_alloc(mvcc_arena *arena, size_t size);
+/* Bytes handed out since the last reset (summed over the blocks). */
+size_t mvcc_arena_bytes_used(const mvcc_arena *arena);
 /* A copy of len bytes (NULL only on failure; len 0 gives a valid pointer). */
 void *mvcc_arena_dup(mvcc_arena *arena, const void *data, size_t len);
 

@@ -231,8 +231,17 @@ typedef struct decoder {
     const uint8_t *p;
     const uint8_t *end;
     mvcc_arena *arena;
+    /* Elements (ops, compares) the whole payload may still declare. Each
+     * takes at least CODEC_ELEMENT_BYTES_MIN bytes, so a payload of len bytes
+     * holds at most len / CODEC_ELEMENT_BYTES_MIN of them in all: counting
+     * against one budget bounds what a corrupt payload can make the decoder
+     * allocate to a fixed multiple of its length, however deeply it nests
+     * (a per-list bound alone allows that much again at every level). */
+    size_t elements_left;
     bool bad;
 } decoder;
+
+#define CODEC_ELEMENT_BYTES_MIN 4
 
 static size_t dec_left(const decoder *d)
 {
@@ -305,10 +314,12 @@ static size_t dec_count(decoder *d, size_t min_bytes)
     if (d->bad) {
         return 0;
     }
-    if (n > dec_left(d) / min_bytes) {
+    assert(min_bytes >= CODEC_ELEMENT_BYTES_MIN);
+    if (n > dec_left(d) / min_bytes || n > d->elements_left) {
         d->bad = true;
         return 0;
     }
+    d->elements_left -= (size_t)n;
     return (size_t)n;
 }
 
@@ -454,7 +465,10 @@ fl_err mvcc_request_decode(const uint8_t *payload, size_t len, mvcc_arena *arena
     if (payload == NULL || len == 0) {
         return FL_ERR_CORRUPT;
     }
-    decoder d = {.p = payload, .end = payload + len, .arena = arena};
+    decoder d = {.p = payload,
+                 .end = payload + len,
+                 .arena = arena,
+                 .elements_left = len / CODEC_ELEMENT_BYTES_MIN};
     uint8_t version = dec_u8(&d);
     uint8_t type = dec_u8(&d);
     if (d.bad || version != CODEC_VERSION) {

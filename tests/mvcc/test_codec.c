@@ -339,6 +339,35 @@ static void apply_random_payloads(void **state)
     ts_close(&ts);
 }
 
+/* A corrupt payload that nests txns, each level declaring as many ops as
+ * the bytes left allow, must not make the decoder allocate per level: the
+ * whole payload shares one element budget. Before that bound, 30 levels of a
+ * 64 KiB payload allocated ~50 MB before failing. */
+static void declared_counts_share_one_budget(void **state)
+{
+    (void)state;
+    enum { PAYLOAD_BYTES = 64 * 1024, LEVELS = 30, DECLARED_OPS = 16000 };
+    uint8_t *payload = calloc(1, PAYLOAD_BYTES);
+    assert_non_null(payload);
+    size_t at = 0;
+    payload[at++] = 1;            /* codec version */
+    payload[at++] = MVCC_REQ_TXN; /* request type */
+    for (int level = 0; level < LEVELS; level++) {
+        payload[at++] = 0;                                       /* no compares */
+        payload[at++] = (uint8_t)(0x80 | (DECLARED_OPS & 0x7f)); /* success ops: */
+        payload[at++] = (uint8_t)(DECLARED_OPS >> 7);            /* varint 16000 */
+        payload[at++] = MVCC_OP_TXN;                             /* the first is a txn */
+    }
+    /* the rest stays zero: the innermost txn is empty, then an op type 0 */
+    mvcc_arena *arena = mvcc_arena_new();
+    mvcc_request out;
+    assert_int_equal(mvcc_request_decode(payload, PAYLOAD_BYTES, arena, &out), FL_ERR_CORRUPT);
+    /* ~104 bytes per op struct over at most PAYLOAD_BYTES / 4 declared ops */
+    assert_true(mvcc_arena_bytes_used(arena) <= 32u * PAYLOAD_BYTES);
+    mvcc_arena_free(arena);
+    free(payload);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -348,6 +377,7 @@ int main(void)
         cmocka_unit_test(nesting_is_capped),
         cmocka_unit_test(truncations_and_bit_flips),
         cmocka_unit_test(random_bytes),
+        cmocka_unit_test(declared_counts_share_one_budget),
         cmocka_unit_test(apply_random_payloads),
     };
     return cmocka_run_group_tests_name("mvcc.codec", tests, NULL, NULL);
