@@ -189,11 +189,15 @@ static void call_finish(api_call *call)
         call_destroy(call);
         return;
     }
+    /* A kept call holds at most API_KEEP_BUFFER_BYTES of request and of
+     * response buffer: up to API_FREE_CALLS_MAX of them must not pin a
+     * maximal request each. */
     if (call->resp_cap > API_KEEP_BUFFER_BYTES) {
         free(call->resp);
         call->resp = NULL;
         call->resp_cap = 0;
     }
+    api_grpc_reader_reset(&call->reader, 0, API_KEEP_BUFFER_BYTES);
     api_arena_reset(&call->arena);
     call->listener = NULL;
     call->next = l->free_calls;
