@@ -79,7 +79,6 @@ void *api_arena_alloc(api_arena *arena, size_t size)
     c->size = payload;
     c->next = arena->overflow;
     arena->overflow = c;
-    arena->overflow_bytes += payload;
     size_t *used = (size_t *)c->data;
     *used = 16u + rounded;
     return c->data + 16u;
@@ -104,7 +103,6 @@ void api_arena_reset(api_arena *arena)
         free(arena->overflow);
         arena->overflow = next;
     }
-    arena->overflow_bytes = 0;
     arena->used = 0;
 }
 

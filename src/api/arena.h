@@ -23,7 +23,6 @@ typedef struct api_arena {
     uint8_t *block; /* owned; API_ARENA_BLOCK_BYTES, allocated on first use */
     size_t used;
     api_arena_chunk *overflow; /* owned list of blocks for what did not fit */
-    size_t overflow_bytes;     /* bytes held by overflow blocks */
     ProtobufCAllocator pb;     /* points back at this arena */
 } api_arena;
 

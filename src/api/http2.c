@@ -126,7 +126,7 @@ static api_call *call_new(api_conn *conn, int32_t stream_id)
     call->stream_id = stream_id;
     call->method = NULL;
     call->has_early = false;
-    call->headers_done = call->request_done = call->responded = false;
+    call->request_done = call->responded = false;
     call->in_server = call->bad_encoding = false;
     call->resp_len = call->resp_off = 0;
     call->counted = 0;
@@ -621,7 +621,6 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
             return 0;
         }
         if (frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
-            call->headers_done = true;
             if (call->method == NULL && !call->has_early) {
                 call_set_early(call,
                                (api_status){API_GRPC_UNIMPLEMENTED, "malformed method name: \"\""});

@@ -43,7 +43,6 @@ struct api_call {
     const api_method *method;
     api_status early; /* set at header time (unknown method, bad content-type) */
     bool has_early;
-    bool headers_done;
     bool request_done; /* END_STREAM received */
     bool responded;    /* a response or error was submitted */
     bool in_server;    /* a server_* callback is outstanding */
