@@ -350,6 +350,16 @@ static fl_err read_begin(mvcc_store *store)
             rc = mdb_cursor_renew(store->rtxn, store->rview.rev);
         }
     }
+    if (rc != 0 && (store->rview.kidx == NULL || store->rview.rev == NULL)) {
+        /* the first open failed part way: drop it all, so the next read
+         * opens afresh instead of renewing a cursor that does not exist */
+        if (store->rview.kidx != NULL)
+            mdb_cursor_close(store->rview.kidx);
+        mdb_txn_abort(store->rtxn);
+        store->rtxn = NULL;
+        memset(&store->rview, 0, sizeof store->rview);
+        return mvcc_lmdb_err(rc);
+    }
     if (rc != 0) {
         mdb_txn_reset(store->rtxn);
         return mvcc_lmdb_err(rc);
