@@ -289,6 +289,21 @@ static ssize_t read_body(nghttp2_session *s, int32_t stream_id, uint8_t *buf, si
     return (ssize_t)n;
 }
 
+/* A header value that must be a whole decimal number in [0, max]; -1 if not
+ * (atoi would read "abc" as 0, which for grpc-status means success). */
+static int header_number(const uint8_t *value, size_t len, int max)
+{
+    if (len == 0 || len > 3)
+        return -1;
+    int n = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (value[i] < '0' || value[i] > '9')
+            return -1;
+        n = n * 10 + (value[i] - '0');
+    }
+    return n <= max ? n : -1;
+}
+
 static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8_t *name,
                      size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
                      void *user_data)
@@ -298,13 +313,11 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
     req *r = stream_req(s, frame->hd.stream_id);
     if (r == NULL)
         return 0;
-    char v[16];
     if (namelen == 7 && memcmp(name, ":status", 7) == 0) {
-        snprintf(v, sizeof v, "%.*s", (int)(valuelen < 15 ? valuelen : 15), value);
-        r->http_status = atoi(v);
+        r->http_status = header_number(value, valuelen, 999);
     } else if (namelen == 11 && memcmp(name, "grpc-status", 11) == 0) {
-        snprintf(v, sizeof v, "%.*s", (int)(valuelen < 15 ? valuelen : 15), value);
-        r->grpc_status = atoi(v);
+        /* malformed (-1) reads as "no grpc-status": an error, never success */
+        r->grpc_status = header_number(value, valuelen, 16);
     } else if (namelen == 12 && memcmp(name, "grpc-message", 12) == 0) {
         client_percent_decode(value, valuelen, r->message, sizeof r->message);
     }

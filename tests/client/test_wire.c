@@ -25,6 +25,7 @@ typedef enum scenario {
     S_HTTP_503,    /* :status 503, nothing else */
     S_BAD_MESSAGE, /* grpc-status 0 with a body that is not a RangeResponse */
     S_ETCD_ERROR,  /* trailers-only: grpc-status 3, percent-encoded etcd text */
+    S_BAD_STATUS,  /* a good message, then grpc-status "abc" */
 } scenario;
 
 static scenario current;
@@ -76,7 +77,9 @@ static ssize_t fake_read_body(nghttp2_session *s, int32_t stream_id, uint8_t *bu
         *flags |= NGHTTP2_DATA_FLAG_EOF;
         if (current != S_NO_STATUS) {
             *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-            nghttp2_nv trailer[] = {{(uint8_t *)"grpc-status", (uint8_t *)"0", 11, 1, 0}};
+            const char *status = current == S_BAD_STATUS ? "abc" : "0";
+            nghttp2_nv trailer[] = {
+                {(uint8_t *)"grpc-status", (uint8_t *)status, 11, strlen(status), 0}};
             nghttp2_submit_trailer(s, stream_id, trailer, 1);
         }
     }
@@ -323,6 +326,15 @@ static void test_missing_status(void **state)
     assert_null(r.resp);
 }
 
+/* atoi would read "abc" as 0, i.e. success with the message as the answer. */
+static void test_malformed_status_is_an_error(void **state)
+{
+    result r = call(*state, S_BAD_STATUS, 5000);
+    assert_int_equal(r.st.err, FL_ERR_UNAVAILABLE);
+    assert_string_equal(r.st.message, "response without grpc-status");
+    assert_null(r.resp);
+}
+
 static void test_http_503(void **state)
 {
     result r = call(*state, S_HTTP_503, 5000);
@@ -352,6 +364,7 @@ int main(void)
         cmocka_unit_test(test_refused_stream_is_retried),
         cmocka_unit_test(test_goaway_retries_on_a_new_connection),
         cmocka_unit_test(test_missing_status),
+        cmocka_unit_test(test_malformed_status_is_an_error),
         cmocka_unit_test(test_http_503),
         cmocka_unit_test(test_bad_message),
         cmocka_unit_test(test_etcd_error_trailers_only),
