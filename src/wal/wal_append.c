@@ -72,10 +72,11 @@ fl_err wal_io_fdatasync(wal *log, int fd)
         int rc = hooks && hooks->fdatasync ? hooks->fdatasync(hooks->ctx, fd) : fdatasync(fd);
         if (rc == 0)
             return FL_OK;
-        if (errno == EINTR && interrupted++ < WAL_EINTR_RETRIES_MAX)
+        int sync_errno = errno; /* before logging can change it */
+        if (sync_errno == EINTR && interrupted++ < WAL_EINTR_RETRIES_MAX)
             continue;
-        FL_LOG_ERRORF("wal", "fdatasync failed", "dir=%s errno=%d", log->dir, errno);
-        return wal_io_errno_to_err(errno);
+        FL_LOG_ERRORF("wal", "fdatasync failed", "dir=%s errno=%d", log->dir, sync_errno);
+        return wal_io_errno_to_err(sync_errno);
     }
 }
 
