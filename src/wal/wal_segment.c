@@ -158,8 +158,9 @@ fl_err wal_segment_create(wal *log, uint64_t seq, uint64_t first_index, int *fd_
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
-        FL_LOG_ERRORF("wal", "cannot create segment", "path=%s errno=%d", tmp, errno);
-        return wal_io_errno_to_err(errno);
+        int open_errno = errno; /* before logging can change it */
+        FL_LOG_ERRORF("wal", "cannot create segment", "path=%s errno=%d", tmp, open_errno);
+        return wal_io_errno_to_err(open_errno);
     }
     uint8_t header[WAL_SEGMENT_HEADER_RECORD_BYTES];
     size_t n = wal_record_encode_segment_header(header, seq, first_index);
