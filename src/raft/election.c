@@ -22,6 +22,7 @@ static void reset(struct raft_node *n, uint64_t term)
     n->randomized_timeout = (uint32_t)raft_random_timeout(n);
     n->lead_transferee = 0;
     n->bcast_pending = false;
+    n->appends_wait_stable = 0;
     n->uncommitted_bytes = 0;
     for (uint32_t i = 0; i < n->n_prs; i++) {
         n->prs[i].vote_answered = n->prs[i].vote_granted = false;
@@ -157,7 +158,12 @@ void raft_start_campaign(struct raft_node *n, raft_msg_type kind, bool transfer)
         if (kind == RAFT_MSG_PREVOTE) {
             raft_start_campaign(n, RAFT_MSG_VOTE, transfer);
         } else {
+            /* Won alone: the new term is not on disk yet (no vote request had
+             * to wait for it). Appends wait for the first entry of the term,
+             * which is handed out with the new hard state. */
             raft_become_leader(n);
+            uint64_t last = raft_log_last_index(&n->log);
+            n->appends_wait_stable = raft_log_last_term(&n->log) == n->term ? last : last + 1;
         }
         return;
     }

@@ -50,14 +50,22 @@ void raft_blob_ref(uint8_t *data);   /* data may be NULL */
 void raft_blob_unref(uint8_t *data); /* data may be NULL */
 
 /* ---- log.c ----
- * entries[start .. start+len) hold indexes prev_index+1 .. last. Everything
- * at or below `stable` is persisted; at or below `committed` is committed;
- * at or below `applied` is applied. prev_index <= applied <= committed. */
+ * entries[start .. start+len) hold indexes prev_index+1 .. last.
+ * Two hand-offs, each with its acknowledgement coming later (ready.c):
+ *   handed_persist: entries up to it were handed out to persist;
+ *   stable:         the caller reported them durable (raft_persisted);
+ *   handed_apply:   committed entries up to it were handed out to apply;
+ *   applied:        the caller reported them applied (raft_applied).
+ * prev_index <= applied <= handed_apply <= committed, handed_apply <=
+ * handed_persist <= last and stable <= handed_persist. A truncation pulls
+ * handed_persist and stable back below the truncation point, so the new tail
+ * is handed out again. */
 struct raft_log {
     struct raft_entry *entries;
     uint64_t start, len, cap;
     uint64_t prev_index, prev_term;
-    uint64_t stable, committed, applied;
+    uint64_t handed_persist, stable;
+    uint64_t committed, handed_apply, applied;
 };
 
 fl_err raft_log_init(struct raft_log *log, uint64_t prev_index, uint64_t prev_term);
@@ -79,7 +87,11 @@ fl_err raft_log_append_copies(struct raft_log *log, const struct raft_entry *es,
 void raft_log_truncate_from(struct raft_log *log, uint64_t index);
 /* Drops entries up to index (index <= applied). */
 void raft_log_compact_to(struct raft_log *log, uint64_t index);
-/* Resets to an empty log after (index, term): snapshot install. */
+/* Resets to an empty log after (index, term): snapshot install. The snapshot
+ * counts as committed, handed out and applied (the caller installs it from the
+ * ready); it also counts as stable: its entries are committed, so a leader
+ * counting them early cannot commit anything by it (only entries of its own,
+ * later, term commit by counting). */
 void raft_log_reset(struct raft_log *log, uint64_t index, uint64_t term);
 void raft_log_commit_to(struct raft_log *log, uint64_t index);
 bool raft_log_up_to_date(const struct raft_log *log, uint64_t index, uint64_t term);
@@ -157,6 +169,7 @@ struct raft_node {
     struct raft_conf conf;
     struct raft_snapshot snapshot; /* latest; data is a blob */
     bool snapshot_to_install;      /* received, not yet handed out */
+    uint64_t snapshot_unapplied;   /* handed out, install not yet reported by raft_applied */
 
     struct raft_progress *prs; /* one per member */
     uint32_t n_prs;
@@ -167,6 +180,11 @@ struct raft_node {
     uint64_t pending_conf_index;
     uint64_t uncommitted_bytes;
     bool bcast_pending; /* leader: send appends when the ready is built */
+    /* Leader that won alone (no vote went out, so its new term may not be on
+     * disk yet): no append leaves until stable reaches this index (its first
+     * entry, handed out with the new hard state). Otherwise a crash before
+     * that write could let it lead the same term twice, with two logs. */
+    uint64_t appends_wait_stable;
 
     /* read_only.c */
     struct raft_read_req *reads; /* ring, grown on demand up to RAFT_READS_MAX */
@@ -181,7 +199,7 @@ struct raft_node {
     struct raft_hard_state prev_hs;
     struct raft_soft_state prev_ss;
     bool in_ready;
-    uint64_t ready_stable_to, ready_applied_to;
+    uint64_t ready_persist_to, ready_apply_to;
     bool ready_snapshot;
     struct raft_read_state *handed_read_states;
     uint32_t n_handed_read_states, handed_read_states_cap;
@@ -205,6 +223,7 @@ void raft_tick_leader(struct raft_node *n);
 
 /* replication.c */
 fl_err raft_append_entry(struct raft_node *n, raft_entry_type type, const void *data, uint32_t len);
+bool raft_appends_held(const struct raft_node *n);
 bool raft_send_append(struct raft_node *n, struct raft_progress *pr, bool allow_empty);
 void raft_bcast_append(struct raft_node *n);
 void raft_bcast_heartbeat(struct raft_node *n);

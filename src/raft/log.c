@@ -19,7 +19,8 @@ fl_err raft_log_init(struct raft_log *log, uint64_t prev_index, uint64_t prev_te
     }
     log->prev_index = prev_index;
     log->prev_term = prev_term;
-    log->stable = log->committed = log->applied = prev_index;
+    log->handed_persist = log->stable = prev_index;
+    log->committed = log->handed_apply = log->applied = prev_index;
     return FL_OK;
 }
 
@@ -137,9 +138,15 @@ void raft_log_truncate_from(struct raft_log *log, uint64_t index)
         log->len--;
         raft_blob_unref(log->entries[log->start + log->len].data);
     }
+    /* The new tail must be handed out again, and what was durable at and
+     * after `index` is about to be overwritten: it no longer counts. */
+    if (log->handed_persist >= index) {
+        log->handed_persist = index - 1;
+    }
     if (log->stable >= index) {
         log->stable = index - 1;
     }
+    assert(log->handed_apply <= log->handed_persist);
 }
 
 void raft_log_compact_to(struct raft_log *log, uint64_t index)
@@ -166,7 +173,8 @@ void raft_log_reset(struct raft_log *log, uint64_t index, uint64_t term)
     log->start = log->len = 0;
     log->prev_index = index;
     log->prev_term = term;
-    log->stable = log->committed = log->applied = index;
+    log->handed_persist = log->stable = index;
+    log->committed = log->handed_apply = log->applied = index;
 }
 
 void raft_log_commit_to(struct raft_log *log, uint64_t index)

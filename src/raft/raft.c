@@ -144,7 +144,7 @@ static fl_err restore_state(struct raft_node *n, const struct raft_restore *r)
     if (commit > last || applied > commit) {
         return FL_ERR_INVALID;
     }
-    log->stable = last;
+    log->handed_persist = log->stable = last; /* it came from the disk */
     log->committed = commit;
     n->term = r->hard_state.term;
     n->vote = r->hard_state.vote;
@@ -158,6 +158,7 @@ static fl_err restore_state(struct raft_node *n, const struct raft_restore *r)
         }
     }
     log->applied = applied;
+    log->handed_apply = applied; /* committed entries after it are handed out again */
     n->prev_hs = (struct raft_hard_state){n->term, n->vote, commit};
     return raft_progress_rebuild(n);
 }
@@ -451,7 +452,7 @@ fl_err raft_compact(struct raft_node *n, const void *data, uint32_t len, uint64_
     assert(!n->in_ready);
     struct raft_log *log = &n->log;
     uint64_t index = log->applied;
-    if (n->snapshot_to_install) {
+    if (n->snapshot_to_install || n->snapshot_unapplied != 0) {
         return FL_ERR_BUSY; /* the caller has not installed the received snapshot yet */
     }
     if (index < n->snapshot.index) {

@@ -7,19 +7,55 @@
  * Time comes in through raft_tick(), randomness through the config callback,
  * durability through the caller, who persists what raft_ready() hands out.
  *
- * The loop, run by one thread (the node takes no locks):
+ * The contract, run by one thread (the node takes no locks). Persisting and
+ * applying are asynchronous: the event loop never waits for an fsync.
  *
  *     raft_step / raft_tick / raft_propose / raft_read_index / ...   (inputs)
  *     if (raft_has_ready(n)) {
- *         raft_ready(n, &rd);
- *         1. persist rd.snapshot, rd.entries, rd.hard_state (entries with an index
- *            at or below the last persisted one overwrite it: truncate the tail);
- *         2. send rd.msgs (a leader MAY send RAFT_MSG_APPEND before step 1 ends:
- *            it counts itself only once persisted; everything else after);
- *         3. install rd.snapshot, then apply rd.committed in order;
- *         4. hand rd.read_states to the waiting reads;
- *         raft_advance(n);
+ *         raft_ready(n, &rd);   copy/serialize what you keep, queue the write
+ *         raft_advance(n);      taken; raft_* calls are allowed again at once
  *     }
+ *     ... later, when the writer's fdatasync of that ready is done:
+ *     raft_persisted(n, index, term);   then send the ready's held messages
+ *     ... later, when the applier is done:
+ *     raft_applied(n, index);
+ *
+ * raft_ready(n, &rd) hands out: entries not handed out before (a later
+ *   truncation below what was handed out hands out again from the truncation
+ *   point: entries with an index at or below one already written overwrite
+ *   it, truncate the tail), committed entries not yet handed out for apply,
+ *   msgs, read_states, hard_state (if changed since last handed out),
+ *   soft_state, a snapshot to install.
+ * raft_advance(n): the caller has TAKEN the ready. It does not mean persisted
+ *   or applied.
+ * raft_persisted(n, index, term): the caller's storage made durable every
+ *   entry handed out up to index (the entry at index having term), and the
+ *   hard state / snapshot handed out in the same or earlier readies. Stale
+ *   reports (the entry at index now has another term, e.g. truncated and
+ *   rewritten meanwhile; or index beyond what was handed out) are ignored.
+ *   Only now does a leader count its own log toward commit. A snapshot of
+ *   (index, term) is reported with that index and term.
+ * raft_applied(n, index): the state machine applied every committed entry up
+ *   to index (all handed out before). Configuration entries take effect here;
+ *   a leader appends "leave joint" after applying "enter joint"; raft_compact
+ *   compacts at this index. Installing a handed-out snapshot is reported as
+ *   raft_applied(snapshot.index).
+ *
+ * The caller's obligations:
+ *   1. Persist readies in order (FIFO): snapshot, then entries, then hard state.
+ *   2. Send a ready's msgs only after everything that ready and earlier ones
+ *      asked to persist is durable, EXCEPT RAFT_MSG_APPEND (only a leader
+ *      sends it), which may go at once (Raft thesis 10.2.1: the leader
+ *      writes in parallel with its followers; it counts itself on
+ *      raft_persisted). Votes, vote answers and append answers thus never
+ *      promise anything not yet on disk.
+ *   3. Apply committed entries in order and only once they are locally
+ *      persisted (e.g. queue the apply behind the ready's write); install a
+ *      snapshot before applying the entries handed out after it.
+ *   4. Hand rd.read_states to the waiting reads; each may read once applied
+ *      >= its index.
+ * raft_has_ready() reports only work to hand out: writes and applies in
+ * flight are not work, so the loop does not spin while it waits for them.
  *
  * Between raft_ready() and raft_advance() no other raft_* call may be made on
  * that node (asserted). Everything a ready points to (entries, message entry
@@ -33,7 +69,7 @@
  * Membership: every change goes through joint consensus. A conf-change entry
  * "enter joint" holds the changes; once the leader applies it, it appends a
  * "leave joint" entry by itself. A configuration takes effect on a node when
- * the entry is applied (at raft_advance()). One change at a time.
+ * the entry is applied (at raft_applied()). One change at a time.
  * Not supported: demoting a voter straight to learner (remove it, then add it
  * as a learner), reusing the id of a removed member.
  *
@@ -274,16 +310,32 @@ fl_err raft_transfer_leader(struct raft_node *node, raft_id to);
 /* Start an election now (tests, and an operator's "campaign"). */
 void raft_campaign(struct raft_node *node);
 
-/* The caller took a snapshot of its state machine at the applied index: the
- * node keeps a copy of data to send to followers that fall behind, and drops
- * log entries up to applied - keep_entries. FL_ERR_BUSY while a received
- * snapshot has not been handed out (installed) yet. */
+/* The caller took a snapshot of its state machine at the applied index (as
+ * reported by raft_applied): the node keeps a copy of data to send to
+ * followers that fall behind, and drops log entries up to applied -
+ * keep_entries. FL_ERR_BUSY while a received snapshot has not been handed out
+ * yet, or its install not yet reported by raft_applied. */
 fl_err raft_compact(struct raft_node *node, const void *data, uint32_t len, uint64_t keep_entries);
 
-/* See the loop at the top. A ready may occasionally be empty. */
+/* See the contract at the top. A ready may occasionally be empty. */
 bool raft_has_ready(const struct raft_node *node);
 void raft_ready(struct raft_node *node, struct raft_ready *rd);
 void raft_advance(struct raft_node *node);
+void raft_persisted(struct raft_node *n, uint64_t index, uint64_t term);
+void raft_applied(struct raft_node *n, uint64_t index);
+
+/* Leader only (false otherwise, or for an unknown id): the follower's
+ * acknowledged match index (for example, "learner in sync" before promoting
+ * it). For the leader itself: what raft_persisted reported. */
+bool raft_progress_match(const struct raft_node *n, raft_id id, uint64_t *match);
+/* Leader: the transport lost its connection to id. A follower that was
+ * pipelining appends goes back to probing (one append at a time). */
+void raft_report_unreachable(struct raft_node *n, raft_id id);
+/* Leader: a snapshot send to id finished (ok) or failed. Failed: back to
+ * probing, retried on the next heartbeat answer. Ok: the follower's append
+ * answer moves it on, as without the call. Either way, a snapshot never
+ * acknowledged is retried after an election timeout. */
+void raft_report_snapshot(struct raft_node *n, raft_id id, bool ok);
 
 void raft_status(const struct raft_node *node, struct raft_status *st);
 /* Term of the entry at index, if the node still knows it. */

@@ -1,10 +1,17 @@
-/* raft/ready.c: handing work to the caller, and taking its acknowledgement.
+/* raft/ready.c: handing work to the caller, and taking its acknowledgements.
  *
- * raft_ready() lends the caller slices of the node's own log (entries to
- * persist, committed entries to apply) and the queue of outgoing messages;
- * nothing is copied. raft_advance() then records what became durable and
- * applied. Only after that does the leader count its own log toward the
- * commit quorum: a leader's vote for its own entries must be on disk too.
+ * Three calls, because the caller's disk is slower than its event loop:
+ *   raft_ready()     lends the caller slices of the node's own log (entries
+ *                    to persist, committed entries to apply) and the queue of
+ *                    outgoing messages; nothing is copied.
+ *   raft_advance()   the caller took it: the node records what it handed out
+ *                    (never hands it out twice) and reclaims the loans.
+ *   raft_persisted() / raft_applied() come later, when the caller's writer
+ *                    and applier are done; they may lag many readies behind.
+ * Only raft_persisted() lets a leader count its own log toward the commit
+ * quorum: a leader's vote for its own entries must be on disk too (its
+ * appends to followers may leave before that, Raft thesis 10.2.1). Only
+ * raft_applied() makes a configuration entry take effect.
  */
 #include <string.h>
 
@@ -20,13 +27,16 @@ static bool hs_equal(struct raft_hard_state a, struct raft_hard_state b)
     return a.term == b.term && a.vote == b.vote && a.commit == b.commit;
 }
 
+/* Work that a ready would hand out now. Writes and applies in flight are not
+ * work: the node waits for raft_persisted / raft_applied without a ready. */
 bool raft_has_ready(const struct raft_node *n)
 {
     const struct raft_log *log = &n->log;
-    bool leader_work = n->role == RAFT_LEADER && (n->bcast_pending || n->read_round_pending);
+    bool bcast = n->bcast_pending && !raft_appends_held(n);
+    bool leader_work = n->role == RAFT_LEADER && (bcast || n->read_round_pending);
     return n->lead != n->prev_ss.lead || n->role != n->prev_ss.role ||
-           !hs_equal(hard_state(n), n->prev_hs) || log->stable < raft_log_last_index(log) ||
-           n->snapshot_to_install || log->applied < log->committed || n->out.len > 0 ||
+           !hs_equal(hard_state(n), n->prev_hs) || log->handed_persist < raft_log_last_index(log) ||
+           n->snapshot_to_install || log->handed_apply < log->committed || n->out.len > 0 ||
            n->n_read_states > 0 || leader_work;
 }
 
@@ -43,6 +53,8 @@ void raft_ready(struct raft_node *n, struct raft_ready *rd)
         }
     }
     struct raft_log *log = &n->log;
+    assert(log->applied <= log->handed_apply && log->handed_apply <= log->committed);
+    assert(log->stable <= log->handed_persist);
     memset(rd, 0, sizeof(*rd));
     rd->soft_state = (struct raft_soft_state){n->lead, n->role};
     rd->has_soft_state = n->lead != n->prev_ss.lead || n->role != n->prev_ss.role;
@@ -55,13 +67,13 @@ void raft_ready(struct raft_node *n, struct raft_ready *rd)
         rd->snapshot = &n->snapshot;
     }
     uint64_t last = raft_log_last_index(log);
-    if (log->stable < last) {
-        rd->entries = raft_log_get(log, log->stable + 1);
-        rd->n_entries = last - log->stable;
+    if (log->handed_persist < last) {
+        rd->entries = raft_log_get(log, log->handed_persist + 1);
+        rd->n_entries = last - log->handed_persist;
     }
-    if (log->applied < log->committed) {
-        rd->committed = raft_log_get(log, log->applied + 1);
-        rd->n_committed = log->committed - log->applied;
+    if (log->handed_apply < log->committed) {
+        rd->committed = raft_log_get(log, log->handed_apply + 1);
+        rd->n_committed = log->committed - log->handed_apply;
     }
     /* Lend the outgoing queue; the node keeps filling a fresh one later. */
     struct raft_msg_queue tmp = n->handed;
@@ -80,10 +92,65 @@ void raft_ready(struct raft_node *n, struct raft_ready *rd)
     rd->read_states = n->handed_read_states;
     rd->n_read_states = n->n_handed_read_states;
 
-    n->ready_stable_to = last;
-    n->ready_applied_to = log->committed;
+    n->ready_persist_to = last;
+    n->ready_apply_to = log->committed;
     n->ready_snapshot = n->snapshot_to_install;
     n->in_ready = true;
+}
+
+void raft_advance(struct raft_node *n)
+{
+    assert(n->in_ready);
+    struct raft_log *log = &n->log;
+    /* Nothing may have changed the log between ready and advance. */
+    assert(n->ready_persist_to == raft_log_last_index(log));
+    assert(n->ready_apply_to == log->committed);
+    log->handed_persist = n->ready_persist_to;
+    log->handed_apply = n->ready_apply_to;
+    if (n->ready_snapshot) {
+        n->snapshot_to_install = false;
+        n->snapshot_unapplied = n->snapshot.index;
+    }
+    n->prev_hs = hard_state(n);
+    n->prev_ss = (struct raft_soft_state){n->lead, n->role};
+    for (uint32_t i = 0; i < n->handed.len; i++) {
+        raft_msg_release(&n->handed.msgs[i]);
+    }
+    n->handed.len = 0;
+    n->n_handed_read_states = 0;
+    n->in_ready = false;
+    if (RAFT_BUG(8) && n->role == RAFT_LEADER) {
+        /* BUG 8: the leader counts its own entries as soon as they are handed out. */
+        struct raft_progress *self = raft_progress_of(n, n->id);
+        if (self != NULL && raft_progress_maybe_update(self, log->handed_persist)) {
+            raft_maybe_commit(n);
+        }
+    }
+}
+
+void raft_persisted(struct raft_node *n, uint64_t index, uint64_t term)
+{
+    assert(!n->in_ready);
+    struct raft_log *log = &n->log;
+    /* Stale: never handed out, already known, or the entry at index is no
+     * longer the one that was written (truncated and rewritten since; by Log
+     * Matching an equal (index, term) means the whole prefix is the same). */
+    if (index > log->handed_persist || index <= log->stable ||
+        !raft_log_match_term(log, index, term)) {
+        return;
+    }
+    log->stable = index;
+    if (n->role != RAFT_LEADER) {
+        return;
+    }
+    if (n->appends_wait_stable != 0 && log->stable >= n->appends_wait_stable) {
+        n->appends_wait_stable = 0; /* our term is on disk: appends may leave now */
+        n->bcast_pending = true;
+    }
+    struct raft_progress *self = raft_progress_of(n, n->id);
+    if (self != NULL && raft_progress_maybe_update(self, log->stable)) {
+        raft_maybe_commit(n);
+    }
 }
 
 /* Applies configuration entries among the newly applied ones. */
@@ -121,36 +188,20 @@ static void after_conf_change(struct raft_node *n)
     n->bcast_pending = true;
 }
 
-void raft_advance(struct raft_node *n)
+void raft_applied(struct raft_node *n, uint64_t index)
 {
-    assert(n->in_ready);
+    assert(!n->in_ready);
     struct raft_log *log = &n->log;
-    assert(n->ready_stable_to <= raft_log_last_index(log));
-    if (log->stable < n->ready_stable_to) {
-        log->stable = n->ready_stable_to;
+    /* Only what was handed out can have been applied. */
+    assert(index <= log->handed_apply);
+    if (n->snapshot_unapplied != 0 && index >= n->snapshot_unapplied) {
+        n->snapshot_unapplied = 0; /* the received snapshot is installed */
     }
-    if (n->ready_snapshot) {
-        n->snapshot_to_install = false;
+    if (index <= log->applied) {
+        return; /* stale, e.g. entries applied before a snapshot replaced them */
     }
-    n->prev_hs = hard_state(n);
-    n->prev_ss = (struct raft_soft_state){n->lead, n->role};
-    for (uint32_t i = 0; i < n->handed.len; i++) {
-        raft_msg_release(&n->handed.msgs[i]);
-    }
-    n->handed.len = 0;
-    n->n_handed_read_states = 0;
-    n->in_ready = false;
-
-    if (apply_committed(n, n->ready_applied_to)) {
+    if (apply_committed(n, index)) {
         after_conf_change(n);
     }
-    if (n->role == RAFT_LEADER) {
-        struct raft_progress *self = raft_progress_of(n, n->id);
-        if (self != NULL) {
-            raft_progress_maybe_update(self, log->stable);
-        }
-        raft_maybe_commit(n);
-        raft_maybe_leave_joint(n);
-        raft_read_release(n);
-    }
+    raft_maybe_leave_joint(n);
 }

@@ -59,10 +59,15 @@ static uint32_t batch_count(const struct raft_node *n, uint64_t from)
     return count;
 }
 
+bool raft_appends_held(const struct raft_node *n)
+{
+    return n->appends_wait_stable != 0 && n->log.stable < n->appends_wait_stable;
+}
+
 bool raft_send_append(struct raft_node *n, struct raft_progress *pr, bool allow_empty)
 {
     assert(pr->id != n->id);
-    if (raft_progress_is_paused(pr)) {
+    if (raft_progress_is_paused(pr) || raft_appends_held(n)) {
         return false;
     }
     assert(pr->next <= raft_log_last_index(&n->log) + 1);
@@ -103,6 +108,9 @@ bool raft_send_append(struct raft_node *n, struct raft_progress *pr, bool allow_
 
 void raft_bcast_append(struct raft_node *n)
 {
+    if (raft_appends_held(n)) {
+        return; /* still pending: raft_persisted sends them */
+    }
     for (uint32_t i = 0; i < n->n_prs; i++) {
         struct raft_progress *pr = &n->prs[i];
         if (pr->id == n->id) {
@@ -346,4 +354,49 @@ void raft_handle_heartbeat_response(struct raft_node *n, const struct raft_msg *
         pr->read_acked = round;
         raft_read_release(n);
     }
+}
+
+/* ---- what the caller tells the leader about its followers ---- */
+
+bool raft_progress_match(const struct raft_node *n, raft_id id, uint64_t *match)
+{
+    if (n->role != RAFT_LEADER) {
+        return false;
+    }
+    for (uint32_t i = 0; i < n->n_prs; i++) {
+        if (n->prs[i].id == id) {
+            *match = n->prs[i].match;
+            return true;
+        }
+    }
+    return false;
+}
+
+void raft_report_unreachable(struct raft_node *n, raft_id id)
+{
+    assert(!n->in_ready);
+    struct raft_progress *pr = n->role == RAFT_LEADER ? raft_progress_of(n, id) : NULL;
+    if (pr == NULL || id == n->id) {
+        return;
+    }
+    /* Appends in flight were likely lost with the connection: stop
+     * pipelining and find the match again, one probe at a time. */
+    if (pr->state == RAFT_PROGRESS_REPLICATE) {
+        raft_progress_become_probe(pr);
+    }
+}
+
+void raft_report_snapshot(struct raft_node *n, raft_id id, bool ok)
+{
+    assert(!n->in_ready);
+    struct raft_progress *pr = n->role == RAFT_LEADER ? raft_progress_of(n, id) : NULL;
+    if (pr == NULL || id == n->id || pr->state != RAFT_PROGRESS_SNAPSHOT || ok) {
+        return; /* ok: the follower's append response moves it on, as before */
+    }
+    /* Failed: the follower does not have it. Probe from its known match; the
+     * next heartbeat answer sends the append (or the snapshot) again, so a
+     * follower that cannot take snapshots is not flooded with them. */
+    pr->pending_snapshot = 0;
+    raft_progress_become_probe(pr);
+    pr->probe_sent = true;
 }

@@ -259,15 +259,63 @@ static void trace_ready(struct h_cluster *c, raft_id id, const struct raft_ready
     fprintf(c->trace, " msgs=%zu\n", rd->n_msgs);
 }
 
+static struct h_taken taken_of(const struct raft_ready *rd)
+{
+    struct h_taken t = {.taken = true, .n_msgs = rd->n_msgs};
+    if (rd->snapshot != NULL) {
+        t.snapshot = true;
+        t.snapshot_index = rd->snapshot->index;
+        t.snapshot_term = rd->snapshot->term;
+    }
+    if (rd->n_entries > 0) {
+        t.n_entries = rd->n_entries;
+        t.first_index = rd->entries[0].index;
+        t.last_index = rd->entries[rd->n_entries - 1].index;
+        t.last_term = rd->entries[rd->n_entries - 1].term;
+    }
+    if (rd->n_committed > 0) {
+        t.n_committed = rd->n_committed;
+        t.apply_to = rd->committed[rd->n_committed - 1].index;
+    }
+    return t;
+}
+
+void h_report(struct h_cluster *c, raft_id id, const struct h_taken *t)
+{
+    struct raft_node *r = node(c, id)->raft;
+    if (r == NULL || !t->taken) {
+        return;
+    }
+    if (t->snapshot) {
+        raft_persisted(r, t->snapshot_index, t->snapshot_term);
+    }
+    if (t->n_entries > 0) {
+        raft_persisted(r, t->last_index, t->last_term);
+    }
+    if (t->snapshot) {
+        raft_applied(r, t->snapshot_index);
+    }
+    if (t->apply_to > 0) {
+        raft_applied(r, t->apply_to);
+    }
+}
+
 void h_ready(struct h_cluster *c, raft_id id)
+{
+    struct h_taken t = h_take(c, id);
+    h_report(c, id, &t);
+}
+
+struct h_taken h_take(struct h_cluster *c, raft_id id)
 {
     struct h_node *nd = node(c, id);
     if (nd->raft == NULL || !raft_has_ready(nd->raft)) {
-        return;
+        return (struct h_taken){0};
     }
     struct raft_ready rd;
     raft_ready(nd->raft, &rd);
     trace_ready(c, id, &rd);
+    struct h_taken t = taken_of(&rd);
     persist(nd, &rd);
     for (size_t i = 0; i < rd.n_msgs; i++) {
         send(c, nd, &rd.msgs[i]);
@@ -285,6 +333,7 @@ void h_ready(struct h_cluster *c, raft_id id)
         nd->reads[nd->n_reads++] = rd.read_states[i];
     }
     raft_advance(nd->raft);
+    return t;
 }
 
 void h_deliver_all(struct h_cluster *c)
@@ -315,7 +364,8 @@ void h_stabilize(struct h_cluster *c)
     for (int round = 0; round < 1000; round++) {
         bool busy = c->n_net > 0;
         for (uint32_t i = 0; i < c->n; i++) {
-            if (c->nodes[i].raft != NULL && raft_has_ready(c->nodes[i].raft)) {
+            if (c->nodes[i].raft != NULL && !c->nodes[i].manual &&
+                raft_has_ready(c->nodes[i].raft)) {
                 busy = true;
                 h_ready(c, i + 1);
             }

@@ -4,6 +4,12 @@
  * order sent unless a test cuts a link, and stabilize() runs readies and
  * deliveries until the cluster is quiet. Each node has a "disk" (what its
  * readies persisted) so a test can crash and rebuild it.
+ *
+ * h_ready() writes a ready to the disk at once and reports it at once
+ * (raft_persisted, raft_applied), the simplest correct caller. A test of the
+ * asynchronous contract sets `manual` on a node: h_stabilize() then leaves it
+ * alone, and the test drives it with h_take() (ready + advance, messages sent,
+ * nothing reported) and calls raft_persisted / raft_applied itself.
  */
 #ifndef FL_TESTS_RAFT_HARNESS_H
 #define FL_TESTS_RAFT_HARNESS_H
@@ -40,6 +46,20 @@ struct h_node {
     size_t n_reads;
     uint64_t msgs_sent[RAFT_MSG_READ_INDEX_RESP + 1];
     uint64_t appends_with_entries_to[H_NODES_MAX + 1];
+    bool manual; /* h_stabilize skips it; the test drives it with h_take */
+};
+
+/* What one ready handed out, for the test to report when it chooses. */
+struct h_taken {
+    bool taken;           /* there was a ready */
+    size_t n_entries;     /* entries to persist ... */
+    uint64_t first_index; /* ... first_index .. last_index */
+    uint64_t last_index, last_term;
+    bool snapshot;
+    uint64_t snapshot_index, snapshot_term;
+    size_t n_committed;
+    uint64_t apply_to; /* last committed entry handed out (0: none) */
+    size_t n_msgs;
 };
 
 struct h_cluster {
@@ -58,9 +78,14 @@ struct h_cluster {
 void h_init(struct h_cluster *c, uint32_t voters, uint32_t extra, const struct raft_config *cfg);
 void h_free(struct h_cluster *c);
 struct raft_node *h_raft(struct h_cluster *c, raft_id id);
-void h_ready(struct h_cluster *c, raft_id id); /* one ready/advance if any */
-void h_deliver_all(struct h_cluster *c);       /* every queued message, once */
-void h_stabilize(struct h_cluster *c);         /* until nothing moves */
+void h_ready(struct h_cluster *c, raft_id id); /* one ready/advance if any, reported at once */
+/* One ready/advance if any: disk written, messages queued, entries recorded as
+ * applied by the state machine, but nothing reported to the node. */
+struct h_taken h_take(struct h_cluster *c, raft_id id);
+/* Reports t to the node: raft_persisted, then raft_applied. */
+void h_report(struct h_cluster *c, raft_id id, const struct h_taken *t);
+void h_deliver_all(struct h_cluster *c); /* every queued message, once */
+void h_stabilize(struct h_cluster *c);   /* until nothing moves */
 void h_tick(struct h_cluster *c, raft_id id, uint32_t ticks);
 void h_tick_all(struct h_cluster *c, uint32_t ticks); /* ticks, stabilizing between */
 void h_isolate(struct h_cluster *c, raft_id id, bool isolated);

@@ -212,7 +212,9 @@ static void test_proposals_are_batched(void **state)
     assert_int_equal(rd.n_msgs, 2); /* one append per follower */
     assert_int_equal(rd.msgs[0].type, RAFT_MSG_APPEND);
     assert_int_equal(rd.msgs[0].n_entries, 100);
+    uint64_t last = rd.entries[99].index, last_term = rd.entries[99].term;
     raft_advance(h_raft(&C, 1));
+    raft_persisted(h_raft(&C, 1), last, last_term);
     h_stabilize(&C);
     h_free(&C);
 }
@@ -373,9 +375,14 @@ static void test_leader_counts_itself_only_once_persisted(void **state)
     struct raft_ready rd;
     raft_ready(h_raft(&C, 1), &rd);
     assert_int_equal(rd.n_committed, 0); /* not durable yet */
+    uint64_t term = rd.entries[rd.n_entries - 1].term;
     raft_advance(h_raft(&C, 1));
+    assert_true(h_status(&C, 1).commit < index); /* taken is not persisted */
+    assert_false(raft_has_ready(h_raft(&C, 1))); /* and the write in flight is no work */
+    raft_persisted(h_raft(&C, 1), index, term);
     assert_int_equal(h_status(&C, 1).commit, index);
     h_stabilize(&C);
+    assert_int_equal(h_status(&C, 1).applied, index);
     h_free(&C);
 }
 

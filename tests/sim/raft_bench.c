@@ -87,7 +87,22 @@ static bool cycle(int i)
         }
     }
     applied[i] += rd.n_committed;
+    /* Persisting and applying are free here: both are reported at once. */
+    uint64_t last = 0, last_term = 0, apply_to = 0;
+    if (rd.n_entries > 0) {
+        last = rd.entries[rd.n_entries - 1].index;
+        last_term = rd.entries[rd.n_entries - 1].term;
+    }
+    if (rd.n_committed > 0) {
+        apply_to = rd.committed[rd.n_committed - 1].index;
+    }
     raft_advance(nodes[i]);
+    if (last > 0) {
+        raft_persisted(nodes[i], last, last_term);
+    }
+    if (apply_to > 0) {
+        raft_applied(nodes[i], apply_to);
+    }
     return true;
 }
 

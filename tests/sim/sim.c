@@ -532,7 +532,27 @@ static bool process_ready(struct node *nd)
         trace("node %" PRIu64 " is %s (lead %" PRIu64 ") term %" PRIu64, nd->id,
               raft_role_name(rd.soft_state.role), rd.soft_state.lead, rd.hard_state.term);
     }
+    uint64_t last = 0, last_term = 0, apply_to = 0;
+    if (rd.n_entries > 0) {
+        last = rd.entries[rd.n_entries - 1].index;
+        last_term = rd.entries[rd.n_entries - 1].term;
+    } else if (rd.snapshot != NULL) {
+        last = rd.snapshot->index;
+        last_term = rd.snapshot->term;
+    }
+    if (rd.snapshot != NULL) {
+        apply_to = rd.snapshot->index;
+    }
+    if (rd.n_committed > 0) {
+        apply_to = rd.committed[rd.n_committed - 1].index;
+    }
     raft_advance(nd->raft);
+    if (last > 0) {
+        raft_persisted(nd->raft, last, last_term);
+    }
+    if (apply_to > 0) {
+        raft_applied(nd->raft, apply_to);
+    }
     return ok;
 }
 
