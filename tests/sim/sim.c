@@ -6,8 +6,12 @@
  * a seed replays exactly: `sim --seed N --trace` prints every step.
  *
  * Each node has a "disk" (what it persisted from its readies) and volatile
- * state (the raft node, its state machine). A crash frees the volatile part:
- * whatever the node did since its last ready is lost, as on a real machine.
+ * state (the raft node, its state machine, its writes in flight). Persisting
+ * is asynchronous, as in the member: a ready becomes a write that completes
+ * some random steps later, in order; only then are its messages sent (a
+ * leader's appends excepted: they leave at once), raft_persisted reported,
+ * and its committed entries applied (raft_applied). A crash frees the
+ * volatile part: every write not completed, in flight or not, is lost.
  *
  * After every step the checker verifies: one leader per term; Log Matching
  * (same index and term => same bytes and same previous term, which by
@@ -19,6 +23,7 @@
  * cluster had reached when the read was issued. Then faults stop, and a
  * leader must commit a fresh proposal within a bound of ticks.
  */
+#include <assert.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -29,11 +34,16 @@
 
 #include "raft/raft.h"
 
+#ifndef FLOTILLA_RAFT_BUG
+#define FLOTILLA_RAFT_BUG 0
+#endif
+
 #define NODES_MAX         7
 #define NET_MAX           20000
 #define READS_MAX         100000
 #define SPARES            2
 #define WAITING_READS_MAX 64
+#define WRITES_MAX        4096 /* writes in flight per node (a bound, never reached) */
 #define SIM_ASSERT(cond, ...)                                                                      \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
@@ -89,6 +99,28 @@ struct disk {
     size_t n_entries, cap;
 };
 
+struct applied_rec { /* what the state machine needs of a committed entry */
+    uint64_t index, term, hash;
+};
+
+/* One ready, taken by the caller and waiting for its "fdatasync". */
+struct write {
+    uint64_t done_at; /* step at which it becomes durable (non-decreasing in the queue) */
+    bool has_snap;
+    struct raft_snapshot snap;
+    uint8_t snap_data[16];
+    struct raft_entry *entries; /* owned; each data owned */
+    size_t n_entries;
+    bool has_hs;
+    struct raft_hard_state hs;
+    struct raft_msg *msgs; /* held until durable; deep copies */
+    size_t n_msgs;
+    struct applied_rec *apply; /* applied once durable */
+    size_t n_apply;
+    uint64_t persist_index, persist_term; /* raft_persisted report (0: none) */
+    uint64_t apply_to;                    /* raft_applied report (0: none) */
+};
+
 struct node {
     raft_id id;
     bool up;
@@ -102,6 +134,9 @@ struct node {
     uint64_t frozen_until;         /* a process pause: no ticks, readies or deliveries */
     uint64_t waiting_reads[WAITING_READS_MAX]; /* client reads sent while paused */
     uint32_t n_waiting_reads;
+    uint32_t write_delay_max; /* its disk: a write completes 0..max-1 steps after its ready */
+    struct write *writes;     /* in flight, oldest first; lost on a crash */
+    size_t n_writes, writes_cap;
 };
 
 struct net_msg {
@@ -150,6 +185,7 @@ struct world {
     uint64_t step;
     uint64_t stale_reads, two_leader_steps;
     uint64_t reads_checked, writes_proposed, crashes, conf_changes, transfers, snapshots_sent;
+    uint64_t writes_lost, appends_before_fsync;
     char failure[512];
 };
 
@@ -353,12 +389,13 @@ static uint64_t disk_term(const struct disk *d, uint64_t index)
     return 0;
 }
 
-static bool disk_append(struct node *nd, const struct raft_entry *es, size_t n)
+/* Takes the entries' bytes (each data is moved to the disk and cleared in es). */
+static bool disk_append(struct node *nd, struct raft_entry *es, size_t n)
 {
     struct disk *d = &nd->disk;
     disk_truncate(d, es[0].index);
     for (size_t i = 0; i < n; i++) {
-        const struct raft_entry *e = &es[i];
+        struct raft_entry *e = &es[i];
         uint64_t prev_term = disk_term(d, e->index - 1);
         if (!check_log_matching(e->index, e->term, entry_hash(e), prev_term, nd->id)) {
             return false;
@@ -367,9 +404,8 @@ static bool disk_append(struct node *nd, const struct raft_entry *es, size_t n)
             d->cap = d->cap ? d->cap * 2 : 64;
             d->entries = xrealloc(d->entries, d->cap * sizeof(*d->entries));
         }
-        d->entries[d->n_entries] = *e;
-        d->entries[d->n_entries].data = dup_bytes(e->data, e->len);
-        d->n_entries++;
+        d->entries[d->n_entries++] = *e;
+        e->data = NULL;
     }
     return true;
 }
@@ -402,12 +438,12 @@ static void disk_free(struct disk *d)
     memset(d, 0, sizeof(*d));
 }
 
-static bool sm_apply(struct node *nd, const struct raft_entry *e)
+static bool sm_apply(struct node *nd, const struct applied_rec *e)
 {
     SIM_ASSERT(e->index == nd->sm_applied + 1,
                "node %" PRIu64 " applies index %" PRIu64 " after %" PRIu64, nd->id, e->index,
                nd->sm_applied);
-    uint64_t hash = entry_hash(e);
+    uint64_t hash = e->hash;
     if (!record_committed(e->index, e->term, hash, "an applying node")) {
         return false;
     }
@@ -473,13 +509,166 @@ static bool node_start(struct node *nd)
     return true;
 }
 
+/* Up and not paused: a paused process ticks, readies, receives and writes nothing. */
+static bool running(const struct node *nd)
+{
+    return nd->up && W.step >= nd->frozen_until;
+}
+
+static void write_free(struct write *w)
+{
+    for (size_t i = 0; i < w->n_entries; i++) {
+        free(w->entries[i].data);
+    }
+    free(w->entries);
+    for (size_t i = 0; i < w->n_msgs; i++) {
+        msg_free(&w->msgs[i]);
+    }
+    free(w->msgs);
+    free(w->apply);
+    memset(w, 0, sizeof(*w));
+}
+
+static void writes_drop(struct node *nd)
+{
+    for (size_t i = 0; i < nd->n_writes; i++) {
+        write_free(&nd->writes[i]);
+    }
+    W.writes_lost += nd->n_writes;
+    nd->n_writes = 0;
+}
+
 static void node_crash(struct node *nd)
 {
-    trace("crash node %" PRIu64, nd->id);
+    trace("crash node %" PRIu64 " (%zu writes in flight lost)", nd->id, nd->n_writes);
     raft_free(nd->raft);
     nd->raft = NULL;
     nd->up = false;
+    writes_drop(nd);
     W.crashes++;
+}
+
+static void trace_send(const struct raft_msg *m, const char *when)
+{
+    trace("send %s %" PRIu64 "->%" PRIu64 " term=%" PRIu64 " idx=%" PRIu64 " lt=%" PRIu64
+          " n=%u commit=%" PRIu64 " rej=%d ctx=%" PRIu64 "%s",
+          raft_msg_type_name(m->type), m->from, m->to, m->term, m->index, m->log_term, m->n_entries,
+          m->commit, m->reject, m->context, when);
+}
+
+/* Which messages may leave before the ready's write is durable. */
+static bool sends_at_once(const struct raft_msg *m)
+{
+    if (m->type == RAFT_MSG_APPEND) {
+        return true; /* a leader's append (Raft thesis 10.2.1) */
+    }
+    /* BUG 9 (sim side): a follower acknowledges entries it has not written yet. */
+    return FLOTILLA_RAFT_BUG == 9 && m->type == RAFT_MSG_APPEND_RESP;
+}
+
+/* The write of one ready: copies of everything the node lent. */
+static void write_fill(struct node *nd, struct write *w, const struct raft_ready *rd)
+{
+    if (rd->snapshot != NULL) {
+        w->has_snap = true;
+        w->snap = *rd->snapshot;
+        if (rd->snapshot->len != sizeof(w->snap_data)) {
+            fprintf(stderr, "sim: snapshot of %u bytes\n", rd->snapshot->len);
+            abort();
+        }
+        memcpy(w->snap_data, rd->snapshot->data, sizeof(w->snap_data));
+        w->persist_index = w->apply_to = rd->snapshot->index;
+        w->persist_term = rd->snapshot->term;
+    }
+    if (rd->n_entries > 0) {
+        w->entries = xrealloc(NULL, rd->n_entries * sizeof(*w->entries));
+        for (size_t i = 0; i < rd->n_entries; i++) {
+            w->entries[i] = rd->entries[i];
+            w->entries[i].data = dup_bytes(rd->entries[i].data, rd->entries[i].len);
+        }
+        w->n_entries = rd->n_entries;
+        w->persist_index = rd->entries[rd->n_entries - 1].index;
+        w->persist_term = rd->entries[rd->n_entries - 1].term;
+    }
+    w->has_hs = rd->has_hard_state;
+    w->hs = rd->hard_state;
+    if (rd->n_committed > 0) {
+        w->apply = xrealloc(NULL, rd->n_committed * sizeof(*w->apply));
+        for (size_t i = 0; i < rd->n_committed; i++) {
+            const struct raft_entry *e = &rd->committed[i];
+            w->apply[i] = (struct applied_rec){e->index, e->term, entry_hash(e)};
+        }
+        w->n_apply = rd->n_committed;
+        w->apply_to = rd->committed[rd->n_committed - 1].index;
+    }
+    for (size_t i = 0; i < rd->n_msgs; i++) {
+        const struct raft_msg *m = &rd->msgs[i];
+        if (sends_at_once(m)) {
+            trace_send(m, " (before fsync)");
+            W.appends_before_fsync += nd->n_writes > 0 || w->n_entries > 0 || w->has_hs;
+            net_send(m);
+            continue;
+        }
+        if (w->n_msgs == 0) {
+            w->msgs = xrealloc(NULL, rd->n_msgs * sizeof(*w->msgs));
+        }
+        msg_copy(&w->msgs[w->n_msgs++], m);
+    }
+}
+
+/* The oldest write of nd is durable: record it on disk, tell the node, send
+ * what waited for it, then apply (the apply is queued behind the write). */
+static bool write_complete(struct node *nd)
+{
+    assert(nd->n_writes > 0);
+    struct write w = nd->writes[0];
+    memmove(nd->writes, nd->writes + 1, (nd->n_writes - 1) * sizeof(*nd->writes));
+    nd->n_writes--;
+    w.snap.data = w.snap_data; /* the struct moved: point at its own copy again */
+    struct disk *d = &nd->disk;
+    bool ok = true;
+    if (w.has_snap) {
+        disk_set_snapshot(d, &w.snap);
+        disk_truncate(d, 0);
+    }
+    if (w.n_entries > 0) {
+        ok = disk_append(nd, w.entries, w.n_entries);
+    }
+    if (w.has_hs) {
+        d->hs = w.hs;
+    }
+    if (ok && w.persist_index > 0) {
+        trace("persisted node %" PRIu64 " %" PRIu64 "/%" PRIu64, nd->id, w.persist_index,
+              w.persist_term);
+        raft_persisted(nd->raft, w.persist_index, w.persist_term);
+    }
+    for (size_t i = 0; ok && i < w.n_msgs; i++) {
+        trace_send(&w.msgs[i], "");
+        net_send(&w.msgs[i]);
+    }
+    if (ok && w.has_snap) {
+        ok = sm_install(nd, &w.snap);
+    }
+    for (size_t i = 0; ok && i < w.n_apply; i++) {
+        ok = sm_apply(nd, &w.apply[i]);
+    }
+    if (ok && w.apply_to > 0) {
+        raft_applied(nd->raft, w.apply_to);
+    }
+    write_free(&w);
+    return ok;
+}
+
+/* Completes nd's writes that are due (all: every one, the weather is calm). */
+static bool writes_complete_due(struct node *nd, bool all, bool *any)
+{
+    while (running(nd) && nd->n_writes > 0 && (all || nd->writes[0].done_at <= W.step)) {
+        *any = true;
+        if (!write_complete(nd)) {
+            return false;
+        }
+    }
+    return true;
 }
 
 static bool process_ready(struct node *nd)
@@ -489,32 +678,22 @@ static bool process_ready(struct node *nd)
     }
     struct raft_ready rd;
     raft_ready(nd->raft, &rd);
-    struct disk *d = &nd->disk;
     bool ok = true;
-    if (rd.snapshot != NULL) {
-        disk_set_snapshot(d, rd.snapshot);
-        disk_truncate(d, 0);
+    if (nd->n_writes == WRITES_MAX) {
+        fprintf(stderr, "sim: node %" PRIu64 " has %d writes in flight\n", nd->id, WRITES_MAX);
+        abort();
     }
-    if (ok && rd.n_entries > 0) {
-        ok = disk_append(nd, rd.entries, rd.n_entries);
+    if (nd->n_writes == nd->writes_cap) {
+        nd->writes_cap = nd->writes_cap ? nd->writes_cap * 2 : 16;
+        nd->writes = xrealloc(nd->writes, nd->writes_cap * sizeof(*nd->writes));
     }
-    if (rd.has_hard_state) {
-        d->hs = rd.hard_state;
-    }
-    for (size_t i = 0; ok && i < rd.n_msgs; i++) {
-        trace("send %s %" PRIu64 "->%" PRIu64 " term=%" PRIu64 " idx=%" PRIu64 " lt=%" PRIu64
-              " n=%u commit=%" PRIu64 " rej=%d ctx=%" PRIu64,
-              raft_msg_type_name(rd.msgs[i].type), rd.msgs[i].from, rd.msgs[i].to, rd.msgs[i].term,
-              rd.msgs[i].index, rd.msgs[i].log_term, rd.msgs[i].n_entries, rd.msgs[i].commit,
-              rd.msgs[i].reject, rd.msgs[i].context);
-        net_send(&rd.msgs[i]);
-    }
-    if (ok && rd.snapshot != NULL) {
-        ok = sm_install(nd, rd.snapshot);
-    }
-    for (size_t i = 0; ok && i < rd.n_committed; i++) {
-        ok = sm_apply(nd, &rd.committed[i]);
-    }
+    struct write *w = &nd->writes[nd->n_writes];
+    memset(w, 0, sizeof(*w));
+    uint64_t after = nd->n_writes > 0 ? nd->writes[nd->n_writes - 1].done_at : 0;
+    uint64_t due = W.step + below(nd->write_delay_max);
+    w->done_at = due > after ? due : after; /* in order */
+    write_fill(nd, w, &rd);
+    nd->n_writes++;
     for (size_t i = 0; ok && i < rd.n_read_states; i++) {
         const struct raft_read_state *rs = &rd.read_states[i];
         if (rs->read_id < W.next_read) {
@@ -532,28 +711,9 @@ static bool process_ready(struct node *nd)
         trace("node %" PRIu64 " is %s (lead %" PRIu64 ") term %" PRIu64, nd->id,
               raft_role_name(rd.soft_state.role), rd.soft_state.lead, rd.hard_state.term);
     }
-    uint64_t last = 0, last_term = 0, apply_to = 0;
-    if (rd.n_entries > 0) {
-        last = rd.entries[rd.n_entries - 1].index;
-        last_term = rd.entries[rd.n_entries - 1].term;
-    } else if (rd.snapshot != NULL) {
-        last = rd.snapshot->index;
-        last_term = rd.snapshot->term;
-    }
-    if (rd.snapshot != NULL) {
-        apply_to = rd.snapshot->index;
-    }
-    if (rd.n_committed > 0) {
-        apply_to = rd.committed[rd.n_committed - 1].index;
-    }
     raft_advance(nd->raft);
-    if (last > 0) {
-        raft_persisted(nd->raft, last, last_term);
-    }
-    if (apply_to > 0) {
-        raft_applied(nd->raft, apply_to);
-    }
-    return ok;
+    bool any = false;
+    return ok && writes_complete_due(nd, false, &any); /* a write with no delay is done now */
 }
 
 /* ---- invariants checked after every step ---- */
@@ -681,11 +841,6 @@ static bool check_all(void)
 
 /* ---- actions ---- */
 
-static bool running(const struct node *nd)
-{
-    return nd->up && W.step >= nd->frozen_until;
-}
-
 static struct node *random_up(void)
 {
     for (int tries = 0; tries < 16; tries++) {
@@ -792,6 +947,35 @@ static void propose(void)
         trace("propose w%" PRIu64 "..w%" PRIu64 " at node %" PRIu64 " from index %" PRIu64, ws[0],
               ws[n - 1], nd->id, index);
     }
+}
+
+/* A node whose disk has not caught up, often a leader: a crash now loses writes
+ * it may already have told others about (the leader's appends leave early). */
+static struct node *a_writer(void)
+{
+    struct node *found[NODES_MAX];
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < W.n_nodes; i++) {
+        if (W.nodes[i].up && W.nodes[i].n_writes > 0) {
+            found[n++] = &W.nodes[i];
+        }
+    }
+    if (n == 0) {
+        return NULL;
+    }
+    /* Best of all, a leader whose commit index runs ahead of its own disk:
+     * legal only if a majority without it holds those entries. */
+    struct node *l = a_leader();
+    if (l != NULL && l->n_writes > 0 && below(4) != 0) {
+        struct raft_status st;
+        raft_status(l->raft, &st);
+        const struct disk *d = &l->disk;
+        uint64_t on_disk = d->n_entries > 0 ? d->entries[d->n_entries - 1].index : d->snap.index;
+        if (st.commit > on_disk || below(2)) {
+            return l;
+        }
+    }
+    return found[below(n)];
 }
 
 /* Is a candidate other than `voted` campaigning in `term`? */
@@ -1055,6 +1239,12 @@ static bool fault_step(void)
 {
     struct node *nd = NULL;
     resume_paused();
+    for (uint32_t i = 0; i < W.n_nodes; i++) {
+        bool any = false;
+        if (!writes_complete_due(&W.nodes[i], false, &any)) {
+            return false;
+        }
+    }
     switch (pick_action()) {
     case A_DELIVER:
         if (W.n_net > 0) {
@@ -1077,22 +1267,20 @@ static bool fault_step(void)
     case A_READ:
         read_index();
         break;
-    case A_CRASH: /* leaders are the interesting victims: half the time, pick one */
-        switch (below(2)) {
+    case A_CRASH: /* the interesting victims: a leader, or a node with writes in flight */
+        switch (below(3)) {
         case 0:
             nd = a_leader();
-            if (nd != NULL) {
-                node_crash(nd);
-            }
+            break;
+        case 1:
+            nd = a_writer();
             break;
         default:
-            if (nd == NULL) {
-                nd = random_up();
-            }
-            if (nd != NULL) {
-                node_crash(nd);
-            }
+            nd = random_up();
             break;
+        }
+        if (nd != NULL) {
+            node_crash(nd);
         }
         break;
     case A_REBOOT: /* during a split vote, a voter reboots at once: it must remember its vote */
@@ -1142,6 +1330,8 @@ static void world_free(void)
     for (uint32_t i = 0; i < W.n_nodes; i++) {
         raft_free(W.nodes[i].raft);
         disk_free(&W.nodes[i].disk);
+        writes_drop(&W.nodes[i]);
+        free(W.nodes[i].writes);
     }
     for (size_t i = 0; i < W.n_net; i++) {
         msg_free(&W.net[i].m);
@@ -1193,14 +1383,19 @@ static bool world_init(uint64_t seed, bool tr)
     W.slow_ppm = below(2) ? 0 : 20000;
     W.cut_at_send = below(2);
     W.fifo = below(2);
+    /* Disks: all fast (the old synchronous world), or each its own speed. */
+    bool fast_disks = below(4) == 0;
+    for (uint32_t i = 0; i < W.n_nodes; i++) {
+        W.nodes[i].write_delay_max = fast_disks ? 1 : (uint32_t[]){1, 20, 100, 400}[below(4)];
+    }
     W.next_read = 1;
     trace("seed %" PRIu64 ": %u voters + %u spares, hb=%u inflight=%u maxsize=%" PRIu64
           " prevote=%d checkquorum=%d drop=%u dup=%u hold=%u slow=%u ppm cut_at_send=%d fifo=%d"
-          " crash=%u split=%u freeze=%u learners_at_boot=%d",
+          " crash=%u split=%u freeze=%u learners_at_boot=%d fast_disks=%d",
           seed, voters, SPARES, W.cfg.heartbeat_tick, W.cfg.max_inflight_msgs,
           W.cfg.max_size_per_msg, W.cfg.pre_vote, W.cfg.check_quorum, W.drop_ppm, W.dup_ppm,
           W.hold_ppm, W.slow_ppm, W.cut_at_send, W.fifo, weights[A_CRASH], weights[A_PARTITION],
-          weights[A_FREEZE], learners_at_boot);
+          weights[A_FREEZE], learners_at_boot, fast_disks);
     for (uint32_t i = 0; i < W.n_nodes; i++) {
         struct node *nd = &W.nodes[i];
         nd->id = i + 1;
@@ -1235,11 +1430,13 @@ static bool clear_weather(void)
 {
     memset(W.blocked, 0, sizeof(W.blocked));
     W.drop_ppm = W.dup_ppm = W.hold_ppm = W.slow_ppm = 0;
+
     struct raft_conf conf = {0};
     uint64_t best = 0;
     bool found = false;
     for (uint32_t i = 0; i < W.n_nodes; i++) {
         W.nodes[i].frozen_until = 0;
+        W.nodes[i].write_delay_max = 0; /* the disks catch up */
         if (!W.nodes[i].up && !node_start(&W.nodes[i])) {
             return false;
         }
@@ -1270,6 +1467,9 @@ static bool calm_tick(void)
     for (int round = 0; round < 64; round++) {
         bool busy = false;
         for (uint32_t i = 0; i < W.n_nodes; i++) {
+            if (!writes_complete_due(&W.nodes[i], true, &busy)) {
+                return false;
+            }
             if (W.nodes[i].up && raft_has_ready(W.nodes[i].raft)) {
                 busy = true;
                 if (!process_ready(&W.nodes[i])) {
@@ -1356,9 +1556,11 @@ static bool run_seed(uint64_t seed, uint64_t steps, bool tr)
         printf("seed %" PRIu64 " ok: %" PRIu64 " writes, %" PRIu64 " reads checked, %" PRIu64
                " crashes, %" PRIu64 " conf changes, %" PRIu64 " transfers, %" PRIu64
                " snapshots delivered, %" PRIu64 " reads at deposed leaders, %" PRIu64
-               " steps with 2 leaders, commit %" PRIu64 "\n",
+               " steps with 2 leaders, %" PRIu64 " appends sent before their fsync, %" PRIu64
+               " writes lost in crashes, commit %" PRIu64 "\n",
                seed, W.writes_proposed, W.reads_checked, W.crashes, W.conf_changes, W.transfers,
-               W.snapshots_sent, W.stale_reads, W.two_leader_steps, W.known_committed);
+               W.snapshots_sent, W.stale_reads, W.two_leader_steps, W.appends_before_fsync,
+               W.writes_lost, W.known_committed);
     }
     world_free();
     return ok;
