@@ -486,6 +486,7 @@ void raft_status(const struct raft_node *n, struct raft_status *st)
         .term = n->term,
         .vote = n->vote,
         .commit = n->log.committed,
+        .persisted = n->log.stable,
         .applied = n->log.applied,
         .first_index = n->log.prev_index + 1,
         .last_index = raft_log_last_index(&n->log),

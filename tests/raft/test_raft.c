@@ -708,6 +708,272 @@ static void test_transfer_abandoned_after_timeout(void **state)
 
 /* ---- inputs ---- */
 
+/* ---- asynchronous storage writes (raft_persisted / raft_applied) ---- */
+
+static void test_async_leader_commits_only_after_own_persist(void **state)
+{
+    (void)state;
+    struct raft_config cfg = base_cfg();
+    h_init(&C, 3, 0, &cfg);
+    h_elect(&C, 1);
+    C.nodes[0].manual = true;
+    h_isolate(&C, 3, true); /* only follower 2 answers */
+    uint64_t index = h_propose_n(&C, 1, 1);
+    struct h_taken t = h_take(&C, 1); /* the appends leave; the leader's write is in flight */
+    assert_int_equal(t.last_index, index);
+    assert_false(raft_has_ready(h_raft(&C, 1))); /* a write in flight is no work */
+    h_deliver_all(&C);
+    h_ready(&C, 2); /* follower 2 persists and acknowledges */
+    h_deliver_all(&C);
+    /* 2 of 3 hold it, but one of the two is the leader's unfinished write. */
+    assert_true(h_status(&C, 1).commit < index);
+    raft_persisted(h_raft(&C, 1), t.last_index, t.last_term);
+    assert_int_equal(h_status(&C, 1).persisted, index);
+    assert_int_equal(h_status(&C, 1).commit, index);
+    h_free(&C);
+}
+
+/* Node 2 as a follower stepped by hand: term-2 entries 3..4 handed out, then
+ * a term-3 leader overwrites from 3 before node 2's write reports back. */
+static void follower_with_truncated_write(struct h_taken *first, struct h_taken *second)
+{
+    struct raft_config cfg = base_cfg();
+    h_init(&C, 3, 0, &cfg);
+    C.nodes[1].manual = true;
+    struct raft_node *r = h_raft(&C, 2);
+    struct raft_entry old[3] = {{2, 2, RAFT_ENTRY_NORMAL, 0, NULL},
+                                {2, 3, RAFT_ENTRY_NORMAL, 0, NULL},
+                                {2, 4, RAFT_ENTRY_NORMAL, 0, NULL}};
+    struct raft_msg app = {.type = RAFT_MSG_APPEND,
+                           .from = 1,
+                           .to = 2,
+                           .term = 2,
+                           .index = 1,
+                           .log_term = 1,
+                           .commit = 1,
+                           .n_entries = 3,
+                           .entries = old};
+    assert_int_equal(raft_step(r, &app), FL_OK);
+    *first = h_take(&C, 2);
+    struct raft_entry rewritten = {3, 3, RAFT_ENTRY_NORMAL, 0, NULL};
+    app = (struct raft_msg){.type = RAFT_MSG_APPEND,
+                            .from = 3,
+                            .to = 2,
+                            .term = 3,
+                            .index = 2,
+                            .log_term = 2,
+                            .commit = 1,
+                            .n_entries = 1,
+                            .entries = &rewritten};
+    assert_int_equal(raft_step(r, &app), FL_OK);
+    *second = h_take(&C, 2);
+}
+
+static void test_async_truncation_hands_out_again(void **state)
+{
+    (void)state;
+    struct h_taken first, second;
+    follower_with_truncated_write(&first, &second);
+    assert_int_equal(first.first_index, 2);
+    assert_int_equal(first.last_index, 4);
+    /* The rewritten tail is handed out again from the truncation point. */
+    assert_int_equal(second.n_entries, 1);
+    assert_int_equal(second.first_index, 3);
+    assert_int_equal(second.last_term, 3);
+    h_free(&C);
+}
+
+static void test_async_stale_persisted_ignored(void **state)
+{
+    (void)state;
+    struct h_taken first, second;
+    follower_with_truncated_write(&first, &second);
+    struct raft_node *r = h_raft(&C, 2);
+    /* The first write reports (4, term 2): index 4 is gone, and (3, term 2)
+     * is not the entry at 3 any more. Neither may count. */
+    raft_persisted(r, first.last_index, first.last_term);
+    assert_int_equal(h_status(&C, 2).persisted, 1);
+    raft_persisted(r, 3, 2);
+    assert_int_equal(h_status(&C, 2).persisted, 1);
+    raft_persisted(r, 9, 3); /* beyond anything handed out */
+    assert_int_equal(h_status(&C, 2).persisted, 1);
+    raft_persisted(r, 2, 2); /* entry 2 survived the truncation: this one counts */
+    assert_int_equal(h_status(&C, 2).persisted, 2);
+    raft_persisted(r, second.last_index, second.last_term);
+    assert_int_equal(h_status(&C, 2).persisted, 3);
+    h_free(&C);
+}
+
+static void test_async_nothing_handed_out_twice(void **state)
+{
+    (void)state;
+    struct raft_config cfg = base_cfg();
+    h_init(&C, 3, 0, &cfg);
+    h_elect(&C, 1);
+    C.nodes[0].manual = true;
+    uint64_t last = h_propose_n(&C, 1, 2);
+    struct h_taken a = h_take(&C, 1);
+    assert_int_equal(a.n_entries, 2);
+    assert_int_equal(a.last_index, last);
+    h_propose_n(&C, 1, 1);
+    struct h_taken b = h_take(&C, 1); /* a's write still in flight: only the new entry */
+    assert_int_equal(b.n_entries, 1);
+    assert_int_equal(b.first_index, last + 1);
+    h_report(&C, 1, &a);
+    h_report(&C, 1, &b);
+    h_stabilize(&C); /* followers acknowledge: all three entries commit */
+    struct h_taken c = h_take(&C, 1);
+    assert_int_equal(c.n_entries, 0);
+    assert_int_equal(c.apply_to, last + 1);
+    assert_int_equal(c.n_committed, 3);
+    h_deliver_all(&C);
+    h_stabilize(&C);
+    struct h_taken d = h_take(&C, 1); /* handed out for apply, not yet applied: not again */
+    assert_int_equal(d.n_committed, 0);
+    assert_int_equal(h_status(&C, 1).applied, 2);
+    h_report(&C, 1, &c);
+    assert_int_equal(h_status(&C, 1).applied, last + 1);
+    h_free(&C);
+}
+
+static void test_async_conf_change_at_applied(void **state)
+{
+    (void)state;
+    struct raft_config cfg = base_cfg();
+    h_init(&C, 3, 1, &cfg);
+    h_elect(&C, 1);
+    C.nodes[0].manual = true;
+    struct raft_conf_change cc = {RAFT_CONF_ADD_LEARNER, 4};
+    uint64_t index;
+    assert_int_equal(raft_propose_conf_change(h_raft(&C, 1), &cc, 1, &index), FL_OK);
+    struct h_taken t = h_take(&C, 1);
+    raft_persisted(h_raft(&C, 1), t.last_index, t.last_term);
+    h_deliver_all(&C);
+    h_stabilize(&C); /* followers acknowledge: the entry commits */
+    assert_int_equal(h_status(&C, 1).commit, index);
+    t = h_take(&C, 1); /* handed out to apply, taken: advance is not apply */
+    assert_int_equal(t.apply_to, index);
+    struct raft_status st = h_status(&C, 1);
+    assert_false(raft_conf_is_learner(&st.conf, 4));
+    assert_int_equal(st.last_index, index); /* no "leave joint" yet */
+    raft_applied(h_raft(&C, 1), t.apply_to);
+    st = h_status(&C, 1);
+    assert_true(raft_conf_is_learner(&st.conf, 4));
+    assert_int_equal(st.conf.n_voters_outgoing, 3); /* joint */
+    assert_int_equal(st.last_index, index + 1);     /* the leader appended "leave joint" */
+    C.nodes[0].manual = false;
+    h_stabilize(&C);
+    h_tick_all(&C, 2);
+    assert_int_equal(h_status(&C, 1).conf.n_voters_outgoing, 0);
+    h_free(&C);
+}
+
+/* A leader that won alone: its new term reaches the disk with its first
+ * entry, and no append may promise that term before. */
+static void test_async_lone_leader_holds_appends_until_term_on_disk(void **state)
+{
+    (void)state;
+    struct raft_config cfg = base_cfg();
+    h_init(&C, 1, 1, &cfg);
+    h_elect(&C, 1);
+    struct raft_conf_change cc = {RAFT_CONF_ADD_LEARNER, 2};
+    assert_int_equal(raft_propose_conf_change(h_raft(&C, 1), &cc, 1, NULL), FL_OK);
+    h_stabilize(&C);
+    h_tick_all(&C, 3);
+    assert_int_equal(h_status(&C, 2).last_index, h_status(&C, 1).last_index);
+    h_crash(&C, 1);
+    h_restart(&C, 1);
+    h_stabilize(&C); /* it applies its log again (the conf change included) */
+    C.nodes[0].manual = true;
+    raft_campaign(h_raft(&C, 1)); /* wins at once: voter set {1} */
+    assert_int_equal(h_status(&C, 1).role, RAFT_LEADER);
+    uint64_t appends = C.nodes[0].msgs_sent[RAFT_MSG_APPEND];
+    struct h_taken t = h_take(&C, 1);
+    assert_int_equal(t.n_entries, 1); /* the term's first entry, with the new hard state */
+    assert_int_equal(C.nodes[0].msgs_sent[RAFT_MSG_APPEND], appends);
+    assert_false(raft_has_ready(h_raft(&C, 1))); /* held appends are not work */
+    raft_persisted(h_raft(&C, 1), t.last_index, t.last_term);
+    assert_true(raft_has_ready(h_raft(&C, 1)));
+    h_take(&C, 1);
+    assert_true(C.nodes[0].msgs_sent[RAFT_MSG_APPEND] > appends);
+    h_free(&C);
+}
+
+static void test_progress_match(void **state)
+{
+    (void)state;
+    struct raft_config cfg = base_cfg();
+    h_init(&C, 3, 0, &cfg);
+    h_elect(&C, 1);
+    h_isolate(&C, 3, true);
+    uint64_t last = h_propose_n(&C, 1, 3);
+    h_stabilize(&C);
+    uint64_t match = 0;
+    assert_true(raft_progress_match(h_raft(&C, 1), 2, &match));
+    assert_int_equal(match, last);
+    assert_true(raft_progress_match(h_raft(&C, 1), 3, &match));
+    assert_int_equal(match, 2); /* it missed the three */
+    assert_false(raft_progress_match(h_raft(&C, 1), 9, &match));
+    assert_false(raft_progress_match(h_raft(&C, 2), 1, &match)); /* not a leader */
+    h_free(&C);
+}
+
+static void test_report_unreachable_stops_pipelining(void **state)
+{
+    (void)state;
+    struct raft_config cfg = base_cfg();
+    cfg.max_size_per_msg = 1; /* one entry per append */
+    h_init(&C, 3, 0, &cfg);
+    h_elect(&C, 1);
+    h_propose_n(&C, 1, 1);
+    h_stabilize(&C);    /* node 3 is pipelining (REPLICATE) */
+    C.cut[3][1] = true; /* its answers are lost */
+    raft_report_unreachable(h_raft(&C, 1), 3);
+    uint64_t before = C.nodes[0].appends_with_entries_to[3];
+    for (int i = 0; i < 3; i++) {
+        h_propose_n(&C, 1, 1);
+        h_stabilize(&C);
+    }
+    /* PROBE: one append, then wait for an answer (REPLICATE would send 3). */
+    assert_int_equal(C.nodes[0].appends_with_entries_to[3] - before, 1);
+    C.cut[3][1] = false;
+    h_tick_all(&C, 3);
+    assert_int_equal(h_status(&C, 3).last_index, h_status(&C, 1).last_index);
+    h_free(&C);
+}
+
+static void test_report_snapshot_failed_retries_soon(void **state)
+{
+    (void)state;
+    struct raft_config cfg = base_cfg();
+    h_init(&C, 3, 0, &cfg);
+    h_elect(&C, 1);
+    h_isolate(&C, 3, true);
+    h_propose_n(&C, 1, 5);
+    h_stabilize(&C);
+    assert_int_equal(raft_compact(h_raft(&C, 1), "s", 1, 0), FL_OK);
+    /* Node 3 comes back; the leader finds it needs compacted entries and
+     * sends a snapshot, which is lost on the way. */
+    h_isolate(&C, 3, false);
+    h_tick(&C, 1, 1);
+    for (int round = 0; round < 8 && C.nodes[0].msgs_sent[RAFT_MSG_SNAPSHOT] == 0; round++) {
+        for (raft_id id = 1; id <= 3; id++) {
+            h_ready(&C, id);
+        }
+        C.cut[1][3] = C.nodes[0].msgs_sent[RAFT_MSG_SNAPSHOT] > 0;
+        h_deliver_all(&C);
+    }
+    C.cut[1][3] = false;
+    assert_int_equal(C.nodes[0].msgs_sent[RAFT_MSG_SNAPSHOT], 1);
+    assert_true(h_status(&C, 3).last_index < h_status(&C, 1).last_index);
+    raft_report_snapshot(h_raft(&C, 1), 3, false);
+    /* Retried on the next heartbeat answer, not an election timeout later. */
+    h_tick_all(&C, 2);
+    assert_int_equal(C.nodes[0].msgs_sent[RAFT_MSG_SNAPSHOT], 2);
+    assert_int_equal(h_status(&C, 3).last_index, h_status(&C, 1).last_index);
+    h_free(&C);
+}
+
 static void test_rejects_bad_config_and_messages(void **state)
 {
     (void)state;
@@ -767,6 +1033,15 @@ int main(void)
         cmocka_unit_test(test_transfer_leader),
         cmocka_unit_test(test_transfer_abandoned_after_timeout),
         cmocka_unit_test(test_rejects_bad_config_and_messages),
+        cmocka_unit_test(test_async_leader_commits_only_after_own_persist),
+        cmocka_unit_test(test_async_truncation_hands_out_again),
+        cmocka_unit_test(test_async_stale_persisted_ignored),
+        cmocka_unit_test(test_async_nothing_handed_out_twice),
+        cmocka_unit_test(test_async_conf_change_at_applied),
+        cmocka_unit_test(test_async_lone_leader_holds_appends_until_term_on_disk),
+        cmocka_unit_test(test_progress_match),
+        cmocka_unit_test(test_report_unreachable_stops_pipelining),
+        cmocka_unit_test(test_report_snapshot_failed_retries_soon),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
