@@ -21,6 +21,9 @@ static uint64_t h_rand(void *ctx)
     return *s >> 33;
 }
 
+static void msg_free(struct raft_msg *m);
+static void held_free(struct h_node *nd);
+
 static struct h_node *node(struct h_cluster *c, raft_id id)
 {
     if (id < 1 || id > c->n) {
@@ -88,13 +91,12 @@ void h_free(struct h_cluster *c)
         raft_free(c->nodes[i].raft);
         free(c->nodes[i].log);
         free(c->nodes[i].applied);
+        held_free(&c->nodes[i]);
+        free(c->nodes[i].held);
+        free(c->nodes[i].held_seq);
     }
     for (size_t i = 0; i < c->n_net; i++) {
-        for (uint32_t e = 0; e < c->net[i].n_entries; e++) {
-            free(c->net[i].entries[e].data);
-        }
-        free(c->net[i].entries);
-        free(c->net[i].snapshot.data);
+        msg_free(&c->net[i]);
     }
     free(c->net);
 }
@@ -139,17 +141,75 @@ static void persist(struct h_node *nd, const struct raft_ready *rd)
     }
 }
 
+static void msg_free(struct raft_msg *m)
+{
+    for (uint32_t e = 0; e < m->n_entries; e++) {
+        free(m->entries[e].data);
+    }
+    free(m->entries);
+    free(m->snapshot.data);
+}
+
+static void msg_copy(struct raft_msg *copy, const struct raft_msg *m);
+
+/* A manual node's message that must wait for its ready's write. */
+static void hold(struct h_node *nd, const struct raft_msg *m, uint64_t seq)
+{
+    nd->msgs_sent[m->type]++;
+    if (nd->n_held == nd->cap_held) {
+        nd->cap_held = nd->cap_held ? nd->cap_held * 2 : 16;
+        nd->held = xrealloc(nd->held, nd->cap_held * sizeof(*nd->held));
+        nd->held_seq = xrealloc(nd->held_seq, nd->cap_held * sizeof(*nd->held_seq));
+    }
+    msg_copy(&nd->held[nd->n_held], m);
+    nd->held_seq[nd->n_held++] = seq;
+}
+
+static void held_free(struct h_node *nd)
+{
+    for (size_t i = 0; i < nd->n_held; i++) {
+        msg_free(&nd->held[i]);
+    }
+    nd->n_held = 0;
+}
+
+static void net_push(struct h_cluster *c, const struct raft_msg *m)
+{
+    if (c->n_net == c->cap_net) {
+        c->cap_net = c->cap_net ? c->cap_net * 2 : 64;
+        c->net = xrealloc(c->net, c->cap_net * sizeof(*c->net));
+    }
+    c->net[c->n_net++] = *m; /* takes m's copies */
+}
+
+/* Held messages of readies up to seq go out, in order. */
+static void release(struct h_cluster *c, struct h_node *nd, uint64_t seq)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < nd->n_held; i++) {
+        if (nd->held_seq[i] <= seq) {
+            net_push(c, &nd->held[i]);
+        } else {
+            nd->held[kept] = nd->held[i];
+            nd->held_seq[kept++] = nd->held_seq[i];
+        }
+    }
+    nd->n_held = kept;
+}
+
 static void send(struct h_cluster *c, struct h_node *nd, const struct raft_msg *m)
 {
     nd->msgs_sent[m->type]++;
     if (m->type == RAFT_MSG_APPEND && m->n_entries > 0) {
         nd->appends_with_entries_to[m->to]++;
     }
-    if (c->n_net == c->cap_net) {
-        c->cap_net = c->cap_net ? c->cap_net * 2 : 64;
-        c->net = xrealloc(c->net, c->cap_net * sizeof(*c->net));
-    }
-    struct raft_msg *copy = &c->net[c->n_net++];
+    struct raft_msg copy;
+    msg_copy(&copy, m);
+    net_push(c, &copy);
+}
+
+static void msg_copy(struct raft_msg *copy, const struct raft_msg *m)
+{
     *copy = *m;
     copy->entries = NULL;
     if (m->n_entries > 0) {
@@ -282,7 +342,8 @@ static struct h_taken taken_of(const struct raft_ready *rd)
 
 void h_report(struct h_cluster *c, raft_id id, const struct h_taken *t)
 {
-    struct raft_node *r = node(c, id)->raft;
+    struct h_node *nd = node(c, id);
+    struct raft_node *r = nd->raft;
     if (r == NULL || !t->taken) {
         return;
     }
@@ -292,6 +353,7 @@ void h_report(struct h_cluster *c, raft_id id, const struct h_taken *t)
     if (t->n_entries > 0) {
         raft_persisted(r, t->last_index, t->last_term);
     }
+    release(c, nd, t->seq);
     if (t->snapshot) {
         raft_applied(r, t->snapshot_index);
     }
@@ -316,9 +378,14 @@ struct h_taken h_take(struct h_cluster *c, raft_id id)
     raft_ready(nd->raft, &rd);
     trace_ready(c, id, &rd);
     struct h_taken t = taken_of(&rd);
+    t.seq = ++nd->taken_seq;
     persist(nd, &rd);
     for (size_t i = 0; i < rd.n_msgs; i++) {
-        send(c, nd, &rd.msgs[i]);
+        if (nd->manual && rd.msgs[i].type != RAFT_MSG_APPEND) {
+            hold(nd, &rd.msgs[i], t.seq);
+        } else {
+            send(c, nd, &rd.msgs[i]);
+        }
     }
     if (rd.snapshot != NULL) {
         nd->n_applied = 0;
@@ -411,6 +478,7 @@ void h_crash(struct h_cluster *c, raft_id id)
     struct h_node *nd = node(c, id);
     raft_free(nd->raft);
     nd->raft = NULL;
+    held_free(nd); /* the answers waiting for a write die with it */
 }
 
 void h_restart(struct h_cluster *c, raft_id id)

@@ -47,11 +47,17 @@ struct h_node {
     uint64_t msgs_sent[RAFT_MSG_READ_INDEX_RESP + 1];
     uint64_t appends_with_entries_to[H_NODES_MAX + 1];
     bool manual; /* h_stabilize skips it; the test drives it with h_take */
+    /* manual: messages other than appends wait for h_report of their ready */
+    struct raft_msg *held;
+    uint64_t *held_seq;
+    size_t n_held, cap_held;
+    uint64_t taken_seq;
 };
 
 /* What one ready handed out, for the test to report when it chooses. */
 struct h_taken {
     bool taken;           /* there was a ready */
+    uint64_t seq;         /* its number among the node's readies */
     size_t n_entries;     /* entries to persist ... */
     uint64_t first_index; /* ... first_index .. last_index */
     uint64_t last_index, last_term;
@@ -79,10 +85,12 @@ void h_init(struct h_cluster *c, uint32_t voters, uint32_t extra, const struct r
 void h_free(struct h_cluster *c);
 struct raft_node *h_raft(struct h_cluster *c, raft_id id);
 void h_ready(struct h_cluster *c, raft_id id); /* one ready/advance if any, reported at once */
-/* One ready/advance if any: disk written, messages queued, entries recorded as
- * applied by the state machine, but nothing reported to the node. */
+/* One ready/advance if any: disk written, appends queued (other messages are
+ * held until h_report of this ready, as the contract asks), entries recorded
+ * as applied by the state machine, but nothing reported to the node. */
 struct h_taken h_take(struct h_cluster *c, raft_id id);
-/* Reports t to the node: raft_persisted, then raft_applied. */
+/* Reports t to the node: raft_persisted, the messages held with it and
+ * before it go out, then raft_applied. */
 void h_report(struct h_cluster *c, raft_id id, const struct h_taken *t);
 void h_deliver_all(struct h_cluster *c); /* every queued message, once */
 void h_stabilize(struct h_cluster *c);   /* until nothing moves */
