@@ -87,7 +87,13 @@ fl_err transport_add_peer(transport *t, uint64_t peer_id, const char *url);
 /* Drops the peer's queue and closes its streams; unknown ids are ignored. */
 void transport_remove_peer(transport *t, uint64_t peer_id);
 /* Encodes msg now (the caller's memory may go away after the call) and queues it to msg->to.
-   FL_ERR_NOT_FOUND unknown peer, FL_ERR_BUSY queue full (dropped, counted). */
+   FL_ERR_NOT_FOUND unknown peer, FL_ERR_BUSY queue full (dropped, counted).
+   Also: FL_ERR_TOO_LARGE when the encoded message exceeds frame_bytes_max (dropped, counted).
+   While the stream to the peer is down (backing off) or the peer is in the fault file, the
+   message is dropped and counted, and FL_OK is returned: Raft retries.
+   RAFT_MSG_SNAPSHOT: snapshot_open is called inside this call (its error is returned);
+   FL_ERR_BUSY while a snapshot to that peer is in flight. After FL_OK, on_snapshot_sent is
+   called exactly once, later (unless transport_stop comes first); after an error, never. */
 fl_err transport_send(transport *t, uint64_t group_id, const struct raft_msg *msg);
 /* True if a message from this peer arrived, or a connection to it was up, within the last
    `within_ms` (etcd's "started members" check for membership changes). */
@@ -104,7 +110,8 @@ typedef struct transport_stats {
 } transport_stats;
 
 void transport_get_stats(const transport *t, transport_stats *out);
-/* Closes all handles; stopped(ctx) is called once they are all closed. */
+/* Closes all handles; stopped(ctx) is called once they are all closed. No other callback
+   runs after this call. */
 void transport_stop(transport *t, void (*stopped)(void *ctx), void *ctx);
 /* Frees t. Only after stopped was called. */
 void transport_destroy(transport *t);
