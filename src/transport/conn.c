@@ -548,6 +548,7 @@ static void on_connected(uv_connect_t *req, int status)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
+    uv_tcp_keepalive(&c->tcp, 1, TRANSPORT_KEEPALIVE_S);
     start_reading(c);
     if (!c->closing)
         send_hello(c, c->remote_id,
@@ -583,6 +584,7 @@ void conn_on_connection(uv_stream_t *server, int status)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
+    uv_tcp_keepalive(&c->tcp, 1, TRANSPORT_KEEPALIVE_S);
     start_reading(c);
 }
 
@@ -612,7 +614,13 @@ void conn_tick(struct conn *c, uint64_t now)
         }
         return;
     }
+    /* A snapshot stream may wait on a disk (a chunk write, the fsync of a
+     * large body before the ack) for longer than a message stream idles. */
     bool disk_busy = (c->snap_in && c->snap_in->busy) || (c->snap_out && c->snap_out->reading);
-    if (!disk_busy && now - c->activity_ms > TRANSPORT_IDLE_MS)
+    uint64_t limit =
+        c->role == CONN_OUT_SNAP || (c->role == CONN_IN && c->stream == CODEC_STREAM_SNAPSHOT)
+            ? TRANSPORT_SNAPSHOT_STALL_MS
+            : TRANSPORT_IDLE_MS;
+    if (!disk_busy && now - c->activity_ms > limit)
         conn_close(c, c->role == CONN_IN ? "idle incoming stream" : "snapshot stalled");
 }

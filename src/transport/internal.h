@@ -25,15 +25,19 @@
 #include "transport/codec.h"
 #include "transport/transport.h"
 
-#define TRANSPORT_TICK_MS         20u    /* timer period: faults, deadlines, reconnects */
-#define TRANSPORT_HELLO_MS        5000u  /* connect + handshake must finish within */
-#define TRANSPORT_IDLE_MS         10000u /* an incoming stream silent this long is closed */
-#define TRANSPORT_PING_MS         1000u  /* an idle outgoing stream sends a ping this often */
+#define TRANSPORT_TICK_MS           20u    /* timer period: faults, deadlines, reconnects */
+#define TRANSPORT_HELLO_MS          5000u  /* connect + handshake must finish within */
+#define TRANSPORT_IDLE_MS           10000u /* an incoming stream silent this long is closed */
+#define TRANSPORT_PING_MS           1000u  /* an idle outgoing stream sends a ping this often */
+#define TRANSPORT_SNAPSHOT_STALL_MS 60000u /* a snapshot stream without progress this long fails   \
+                                            */
+#define TRANSPORT_KEEPALIVE_S     10u      /* TCP keepalive: finds peers that vanished silently */
 #define TRANSPORT_BACKOFF_MIN_MS  50u
 #define TRANSPORT_BACKOFF_MAX_MS  2000u
 #define TRANSPORT_GROUPS_TRACKED  16u /* groups per peer that on_unreachable reports */
 #define TRANSPORT_FAULTS_MAX      64u /* ids read from the fault file */
 #define TRANSPORT_FAULT_FILE_MAX  4096u
+#define TRANSPORT_FRAME_BYTES_MIN 4096u       /* smaller frame_bytes_max is refused */
 #define TRANSPORT_READ_SLACK      (64u << 10) /* read buffer room beyond one frame */
 #define TRANSPORT_LOG_INTERVAL_MS 1000u       /* one line per kind per interval */
 

@@ -140,8 +140,12 @@ void snap_out_pump(struct conn *c)
     }
     if (s->offset == s->size)
         return; /* the whole body is written: wait for the ack */
+    /* Chunks fit our own frame limit too (members are meant to share one). */
+    uint32_t chunk = TRANSPORT_SNAPSHOT_CHUNK;
+    if (chunk > c->t->o.frame_bytes_max - 1)
+        chunk = c->t->o.frame_bytes_max - 1;
     uint64_t left = s->size - s->offset;
-    uint32_t n = left < TRANSPORT_SNAPSHOT_CHUNK ? (uint32_t)left : TRANSPORT_SNAPSHOT_CHUNK;
+    uint32_t n = left < chunk ? (uint32_t)left : chunk;
     struct frame *f = frame_new(1 + n); /* owned by s until queued */
     if (!f) {
         conn_close(c, "no memory for a snapshot chunk");

@@ -254,6 +254,11 @@ fl_err transport_create(uv_loop_t *loop, const transport_options *o, transport *
         snprintf(errbuf, errbuf_len, "transport: local_id, listen_url and on_message are needed");
         return FL_ERR_INVALID;
     }
+    if (o->frame_bytes_max != 0 && o->frame_bytes_max < TRANSPORT_FRAME_BYTES_MIN) {
+        snprintf(errbuf, errbuf_len, "transport: frame_bytes_max below %u",
+                 TRANSPORT_FRAME_BYTES_MIN);
+        return FL_ERR_INVALID;
+    }
     transport *t = calloc(1, sizeof *t); /* owned by the caller via *out */
     if (!t)
         return FL_ERR_NOMEM;

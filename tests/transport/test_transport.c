@@ -842,6 +842,21 @@ static void test_fault_file(void **state)
     assert_true(sa.dropped >= a_dropped_before + 100);
     assert_int_equal(a->n_records, 0);
     assert_int_equal(b->n_records, 0);
+    /* Snapshots fail both ways too (reported, never delivered). */
+    uint32_t crc;
+    make_snapshot_source(a, 1000, &crc);
+    make_snapshot_source(b, 1000, &crc);
+    struct raft_msg snap = plain(RAFT_MSG_SNAPSHOT, a->id, b->id, 0);
+    assert_int_equal(transport_send(a->t, 1, &snap), FL_OK);
+    snap = plain(RAFT_MSG_SNAPSHOT, b->id, a->id, 0);
+    assert_int_equal(transport_send(b->t, 1, &snap), FL_OK);
+    deadline = uv_now(&g_loop) + DEADLINE_MS;
+    while ((a->snap_failed == 0 || b->snap_failed == 0) && uv_now(&g_loop) < deadline)
+        uv_run(&g_loop, UV_RUN_ONCE);
+    assert_int_equal(a->snap_failed, 1);
+    assert_int_equal(b->snap_failed, 1);
+    assert_int_equal(a->snap_ok + b->snap_ok, 0);
+    assert_int_equal(a->n_records + b->n_records, 0);
     /* Heal. */
     assert_int_equal(unlink(a->fault_file), 0);
     assert_true(run_until(both_receiving, &w, "traffic after the fault file is removed"));
