@@ -1,0 +1,119 @@
+/* transport: Raft messages between the members of a cluster, over TCP.
+ *
+ * Owns: the peer listener, one outgoing message stream per peer (dial,
+ * handshake, reconnect with capped exponential backoff + jitter), incoming
+ * streams (handshake check, frame reading), a bounded send queue per peer,
+ * snapshot bodies streamed on a connection of their own, the message codec
+ * (codec.h: every message carries a Raft group id), and the TEST-ONLY fault
+ * file that partitions a member.
+ * Must not: know Raft rules (it moves struct raft_msg values, it never reads
+ * their meaning), touch the WAL or the store, or block the loop on disk
+ * (snapshot bodies are read with uv_fs_read and written in bounded steps).
+ *
+ * Wire format, connection life cycle and bounds: docs/transport.md.
+ *
+ * Threading: every function here is called on the loop thread, and every
+ * callback runs on the loop thread. Callbacks are never called from inside a
+ * transport_* call (always from a later loop turn).
+ *
+ * Loss: the transport may drop any message (full queue, broken stream, fault
+ * file); Raft retries. Messages to one peer that are delivered are delivered
+ * in the order they were sent (snapshots travel on their own connection, so
+ * only the order among non-snapshot messages is kept).
+ *
+ * Life cycle: transport_create -> ... -> transport_stop(stopped) -> (loop runs
+ * until stopped is called) -> transport_destroy. No transport_* call other
+ * than transport_destroy after transport_stop.
+ */
+#ifndef FL_TRANSPORT_TRANSPORT_H
+#define FL_TRANSPORT_TRANSPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "raft/raft.h"
+#include "util/error.h"
+
+#define TRANSPORT_QUEUE_MSGS_DEFAULT  4096u
+#define TRANSPORT_QUEUE_BYTES_DEFAULT (64ull << 20)
+#define TRANSPORT_FRAME_BYTES_DEFAULT (64u << 20)
+#define TRANSPORT_INCOMING_MAX        64u /* accepted connections at once; more are closed */
+#define TRANSPORT_PEERS_MAX           64u /* transport_add_peer beyond it: FL_ERR_BUSY */
+#define TRANSPORT_SNAPSHOT_CHUNK      (1u << 20)
+
+typedef struct transport transport;
+
+typedef struct transport_options {
+    uint64_t cluster_id;      /* peers of another cluster are refused (handshake) and logged */
+    uint64_t local_id;        /* this member's id */
+    const char *listen_url;   /* "http://127.0.0.1:2380"; port 0 = pick one
+                                 (transport_listen_port) */
+    const char *snapshot_dir; /* existing dir where received snapshot bodies are written */
+    /* A message arrived. msg and everything it points to is borrowed for the call. For
+       RAFT_MSG_SNAPSHOT, snapshot_path names the fully received, fsynced body file in
+       snapshot_dir; the callee owns the file from then on (renames or unlinks it). NULL
+       otherwise. */
+    void (*on_message)(void *ctx, uint64_t group_id, const struct raft_msg *msg,
+                       const char *snapshot_path);
+    /* The stream to a peer broke (connect failed, reset, timeout): raft_report_unreachable. */
+    void (*on_unreachable)(void *ctx, uint64_t group_id, uint64_t peer_id);
+    /* Sender side of snapshots: a RAFT_MSG_SNAPSHOT's snapshot.data is a small descriptor
+       chosen by the server; the transport asks for the body to stream: return an open fd
+       (transport closes it) and its size. Called on the loop thread. */
+    fl_err (*snapshot_open)(void *ctx, uint64_t group_id, const struct raft_msg *msg, int *fd,
+                            uint64_t *size);
+    /* A snapshot send finished (ok) or failed: raft_report_snapshot. */
+    void (*on_snapshot_sent)(void *ctx, uint64_t group_id, uint64_t peer_id, bool ok);
+    void *ctx;
+    uint32_t queue_msgs_max;     /* per peer; 0 = 4096. A full queue drops (Raft retries). */
+    uint64_t queue_bytes_max;    /* per peer; 0 = 64 MiB */
+    uint32_t frame_bytes_max;    /* largest frame accepted; 0 = 64 MiB */
+    const char *test_fault_file; /* TEST-ONLY, NULL in production: each line a peer id in
+                                    16-digit hex; traffic to and from them is dropped */
+} transport_options;
+
+/* Binds and listens on listen_url. On failure returns an error and writes a
+ * one-line reason into errbuf. *out is owned by the caller (transport_stop,
+ * then transport_destroy). The options' strings are copied. */
+fl_err transport_create(uv_loop_t *loop, const transport_options *o, transport **out, char *errbuf,
+                        size_t errbuf_len);
+/* The port actually bound (useful with port 0). */
+int transport_listen_port(const transport *t);
+/* Idempotent; a new url for a known peer replaces the old one (the stream
+ * reconnects). FL_ERR_INVALID for a bad url or peer_id 0 / local_id. */
+fl_err transport_add_peer(transport *t, uint64_t peer_id, const char *url);
+/* Drops the peer's queue and closes its streams; unknown ids are ignored. */
+void transport_remove_peer(transport *t, uint64_t peer_id);
+/* Encodes msg now (the caller's memory may go away after the call) and queues it to msg->to.
+   FL_ERR_NOT_FOUND unknown peer, FL_ERR_BUSY queue full (dropped, counted).
+   Also: FL_ERR_TOO_LARGE when the encoded message exceeds frame_bytes_max (dropped, counted).
+   While the stream to the peer is down (backing off) or the peer is in the fault file, the
+   message is dropped and counted, and FL_OK is returned: Raft retries.
+   RAFT_MSG_SNAPSHOT: snapshot_open is called inside this call (its error is returned);
+   FL_ERR_BUSY while a snapshot to that peer is in flight. After FL_OK, on_snapshot_sent is
+   called exactly once, later (unless transport_stop comes first); after an error, never. */
+fl_err transport_send(transport *t, uint64_t group_id, const struct raft_msg *msg);
+/* True if a message from this peer arrived, or a connection to it was up, within the last
+   `within_ms` (etcd's "started members" check for membership changes). */
+bool transport_peer_active(const transport *t, uint64_t peer_id, uint64_t within_ms);
+
+typedef struct transport_stats {
+    uint64_t sent;       /* messages written to a socket */
+    uint64_t received;   /* messages delivered to on_message */
+    uint64_t dropped;    /* messages dropped: full queue, broken stream, fault file */
+    uint64_t bad_frames; /* connections closed for what they sent */
+    uint64_t connects;   /* outgoing connections that completed the handshake */
+    uint64_t snapshots_sent;
+    uint64_t snapshots_received;
+} transport_stats;
+
+void transport_get_stats(const transport *t, transport_stats *out);
+/* Closes all handles; stopped(ctx) is called once they are all closed. No other callback
+   runs after this call. */
+void transport_stop(transport *t, void (*stopped)(void *ctx), void *ctx);
+/* Frees t. Only after stopped was called. */
+void transport_destroy(transport *t);
+
+#endif

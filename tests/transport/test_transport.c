@@ -1,0 +1,926 @@
+/* The transport over real sockets on 127.0.0.1, all transports on one uv
+ * loop in this process. Every wait is a loop until a condition, with a
+ * deadline; a missed deadline prints what was seen. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <uv.h>
+
+#include "transport/codec.h"
+#include "transport/transport.h"
+#include "util/crc32c.h"
+
+#define DEADLINE_MS 10000
+#define RECORDS_MAX 8192
+
+struct record {
+    uint64_t group;
+    struct raft_msg msg; /* entries/snapshot pointers cleared */
+    uint32_t first_len;
+    uint8_t first_data[64];
+    bool has_snapshot_path;
+    uint32_t snapshot_crc;
+    uint64_t snapshot_size;
+    uint64_t heartbeats_before; /* heartbeats received before this record */
+};
+
+struct node {
+    uv_loop_t *loop;
+    transport *t;
+    uint64_t id;
+    uint64_t cluster;
+    int port;
+    char dir[64];
+    char fault_file[96];
+    char snap_src[96]; /* file the snapshot_open callback hands out */
+    uint32_t n_records;
+    struct record records[RECORDS_MAX];
+    uint64_t heartbeats;
+    uint32_t unreachable;
+    uint32_t snap_ok, snap_failed;
+    transport_options opts;
+};
+
+static uv_loop_t g_loop;
+
+/* ---- callbacks ---- */
+
+static uint32_t file_crc(const char *path, uint64_t *size)
+{
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    static uint8_t buf[1 << 16];
+    uint32_t crc = 0;
+    *size = 0;
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf)) > 0) {
+        crc = fl_crc32c(crc, buf, (size_t)n);
+        *size += (uint64_t)n;
+    }
+    close(fd);
+    return crc;
+}
+
+static void on_message(void *ctx, uint64_t group_id, const struct raft_msg *msg,
+                       const char *snapshot_path)
+{
+    struct node *n = ctx;
+    assert_true(n->n_records < RECORDS_MAX);
+    struct record *r = &n->records[n->n_records++];
+    memset(r, 0, sizeof *r);
+    r->group = group_id;
+    r->msg = *msg;
+    r->msg.entries = NULL;
+    r->msg.snapshot.data = NULL;
+    r->heartbeats_before = n->heartbeats;
+    if (msg->n_entries > 0) {
+        r->first_len = msg->entries[0].len;
+        memcpy(r->first_data, msg->entries[0].data,
+               r->first_len < sizeof r->first_data ? r->first_len : sizeof r->first_data);
+    } else if (msg->type == RAFT_MSG_SNAPSHOT && msg->snapshot.len > 0) {
+        r->first_len = msg->snapshot.len;
+        memcpy(r->first_data, msg->snapshot.data,
+               r->first_len < sizeof r->first_data ? r->first_len : sizeof r->first_data);
+    }
+    if (msg->type == RAFT_MSG_HEARTBEAT)
+        n->heartbeats++;
+    assert_int_equal(snapshot_path != NULL, msg->type == RAFT_MSG_SNAPSHOT);
+    if (snapshot_path) {
+        r->has_snapshot_path = true;
+        r->snapshot_crc = file_crc(snapshot_path, &r->snapshot_size);
+        assert_int_equal(unlink(snapshot_path), 0); /* ours now */
+    }
+}
+
+static void on_unreachable(void *ctx, uint64_t group_id, uint64_t peer_id)
+{
+    struct node *n = ctx;
+    n->unreachable++;
+}
+
+static fl_err snapshot_open(void *ctx, uint64_t group_id, const struct raft_msg *msg, int *fd,
+                            uint64_t *size)
+{
+    struct node *n = ctx;
+    *fd = open(n->snap_src, O_RDONLY | O_CLOEXEC);
+    if (*fd < 0)
+        return FL_ERR_IO;
+    struct stat st;
+    fstat(*fd, &st);
+    *size = (uint64_t)st.st_size;
+    return FL_OK;
+}
+
+static void on_snapshot_sent(void *ctx, uint64_t group_id, uint64_t peer_id, bool ok)
+{
+    struct node *n = ctx;
+    if (ok)
+        n->snap_ok++;
+    else
+        n->snap_failed++;
+}
+
+/* ---- fixture ---- */
+
+static void node_start(struct node *n, uint64_t id, uint64_t cluster, int port)
+{
+    n->loop = &g_loop;
+    n->id = id;
+    n->cluster = cluster;
+    if (n->dir[0] == '\0') {
+        strcpy(n->dir, "/tmp/fl-transport-XXXXXX");
+        assert_non_null(mkdtemp(n->dir));
+        snprintf(n->fault_file, sizeof n->fault_file, "%s/faults", n->dir);
+        snprintf(n->snap_src, sizeof n->snap_src, "%s/snap-src", n->dir);
+    }
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
+    transport_options o = n->opts;
+    o.cluster_id = cluster;
+    o.local_id = id;
+    o.listen_url = url;
+    o.snapshot_dir = n->dir;
+    o.on_message = on_message;
+    o.on_unreachable = on_unreachable;
+    o.snapshot_open = snapshot_open;
+    o.on_snapshot_sent = on_snapshot_sent;
+    o.ctx = n;
+    o.test_fault_file = n->fault_file;
+    char err[256] = "";
+    fl_err rc = transport_create(&g_loop, &o, &n->t, err, sizeof err);
+    if (rc != FL_OK)
+        fprintf(stderr, "transport_create: %s\n", err);
+    assert_int_equal(rc, FL_OK);
+    n->port = transport_listen_port(n->t);
+    assert_true(n->port > 0);
+}
+
+static void on_stopped(void *ctx)
+{
+    *(bool *)ctx = true;
+}
+
+static void run_until_flag(bool *flag)
+{
+    uint64_t deadline = uv_now(&g_loop) + DEADLINE_MS;
+    while (!*flag && uv_now(&g_loop) < deadline)
+        uv_run(&g_loop, UV_RUN_ONCE);
+    assert_true(*flag);
+}
+
+static void node_stop(struct node *n)
+{
+    bool stopped = false;
+    transport_stop(n->t, on_stopped, &stopped);
+    run_until_flag(&stopped);
+    transport_destroy(n->t);
+    n->t = NULL;
+}
+
+static void node_cleanup(struct node *n)
+{
+    if (n->t)
+        node_stop(n);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", n->dir);
+    assert_int_equal(system(cmd), 0);
+    free(n);
+}
+
+static struct node *node_new(uint64_t id, uint64_t cluster)
+{
+    struct node *n = calloc(1, sizeof *n);
+    assert_non_null(n);
+    node_start(n, id, cluster, 0);
+    return n;
+}
+
+static void connect_nodes(struct node **nodes, int count)
+{
+    for (int i = 0; i < count; i++)
+        for (int j = 0; j < count; j++) {
+            if (i == j)
+                continue;
+            char url[64];
+            snprintf(url, sizeof url, "http://127.0.0.1:%d", nodes[j]->port);
+            assert_int_equal(transport_add_peer(nodes[i]->t, nodes[j]->id, url), FL_OK);
+        }
+}
+
+typedef bool (*cond_fn)(void *ctx);
+
+/* Runs the loop until cond holds; false (with a message) at the deadline. */
+static bool run_until(cond_fn cond, void *ctx, const char *what)
+{
+    uint64_t deadline = uv_now(&g_loop) + DEADLINE_MS;
+    while (!cond(ctx)) {
+        if (uv_now(&g_loop) >= deadline) {
+            fprintf(stderr, "deadline passed waiting for: %s\n", what);
+            return false;
+        }
+        uv_run(&g_loop, UV_RUN_ONCE);
+    }
+    return true;
+}
+
+struct count_wait {
+    struct node *n;
+    uint32_t records;
+};
+
+static bool has_records(void *ctx)
+{
+    struct count_wait *w = ctx;
+    return w->n->n_records >= w->records;
+}
+
+static void wait_records(struct node *n, uint32_t count)
+{
+    struct count_wait w = {n, count};
+    if (!run_until(has_records, &w, "records")) {
+        transport_stats st;
+        transport_get_stats(n->t, &st);
+        fprintf(stderr, "node %llu has %u records, want %u; received=%llu bad=%llu\n",
+                (unsigned long long)n->id, n->n_records, count, (unsigned long long)st.received,
+                (unsigned long long)st.bad_frames);
+        fail();
+    }
+}
+
+static struct raft_msg plain(raft_msg_type type, uint64_t from, uint64_t to, uint64_t context)
+{
+    return (struct raft_msg){.type = type, .from = from, .to = to, .term = 3, .context = context};
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void make_snapshot_source(struct node *n, uint64_t bytes, uint32_t *crc)
+{
+    FILE *f = fopen(n->snap_src, "w");
+    assert_non_null(f);
+    uint8_t block[4096];
+    uint32_t c = 0;
+    for (uint64_t off = 0; off < bytes; off += sizeof block) {
+        size_t len = bytes - off < sizeof block ? (size_t)(bytes - off) : sizeof block;
+        for (size_t i = 0; i < len; i++)
+            block[i] = (uint8_t)((off + i) * 31 + (off >> 12));
+        fwrite(block, 1, len, f);
+        c = fl_crc32c(c, block, len);
+    }
+    fclose(f);
+    *crc = c;
+}
+
+static int setup(void **state)
+{
+    assert_int_equal(uv_loop_init(&g_loop), 0);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    /* Every handle of every transport is closed: the loop closes cleanly. */
+    uv_run(&g_loop, UV_RUN_NOWAIT);
+    int rc = uv_loop_close(&g_loop);
+    if (rc != 0)
+        uv_print_all_handles(&g_loop, stderr);
+    assert_int_equal(rc, 0);
+    return 0;
+}
+
+/* ---- tests ---- */
+
+/* Every message type both ways between two transports, fields intact. */
+static void test_two_every_type(void **state)
+{
+    struct node *a = node_new(0xa1, 7), *b = node_new(0xb2, 7);
+    struct node *nodes[] = {a, b};
+    connect_nodes(nodes, 2);
+    uint8_t payload[40];
+    for (size_t i = 0; i < sizeof payload; i++)
+        payload[i] = (uint8_t)(i + 1);
+    struct raft_entry entries[2] = {
+        {.term = 3, .index = 10, .type = RAFT_ENTRY_NORMAL, .len = 40, .data = payload},
+        {.term = 3, .index = 11, .type = RAFT_ENTRY_CONF_CHANGE, .len = 0, .data = NULL}};
+    uint32_t crc;
+    make_snapshot_source(a, 12345, &crc);
+    make_snapshot_source(b, 12345, &crc);
+    for (struct node **from = nodes; from < nodes + 2; from++) {
+        struct node *src = *from, *dst = src == a ? b : a;
+        uint32_t expect = 0;
+        for (int type = RAFT_MSG_APPEND; type <= RAFT_MSG_READ_INDEX_RESP; type++) {
+            struct raft_msg m = plain((raft_msg_type)type, src->id, dst->id, 100 + type);
+            m.index = 1000 + type;
+            m.reject = type == RAFT_MSG_VOTE_RESP;
+            if (type == RAFT_MSG_APPEND) {
+                m.n_entries = 2;
+                m.entries = entries;
+            }
+            if (type == RAFT_MSG_SNAPSHOT) {
+                m.snapshot.index = 77;
+                m.snapshot.term = 2;
+                m.snapshot.conf.n_voters = 2;
+                m.snapshot.conf.voters[0] = a->id;
+                m.snapshot.conf.voters[1] = b->id;
+                m.snapshot.len = 5;
+                m.snapshot.data = (uint8_t *)"desc!";
+            }
+            assert_int_equal(transport_send(src->t, 42, &m), FL_OK);
+            expect++;
+        }
+        wait_records(dst, expect);
+        assert_int_equal(dst->n_records, expect);
+        bool seen[RAFT_MSG_READ_INDEX_RESP + 1] = {0};
+        for (uint32_t i = 0; i < dst->n_records; i++) {
+            struct record *r = &dst->records[i];
+            assert_int_equal(r->group, 42);
+            assert_int_equal(r->msg.from, src->id);
+            assert_int_equal(r->msg.to, dst->id);
+            assert_int_equal(r->msg.context, 100 + r->msg.type);
+            assert_int_equal(r->msg.index, 1000 + r->msg.type);
+            assert_int_equal(r->msg.reject, r->msg.type == RAFT_MSG_VOTE_RESP);
+            seen[r->msg.type] = true;
+            if (r->msg.type == RAFT_MSG_APPEND) {
+                assert_int_equal(r->msg.n_entries, 2);
+                assert_int_equal(r->first_len, 40);
+                assert_memory_equal(r->first_data, payload, 40);
+            }
+            if (r->msg.type == RAFT_MSG_SNAPSHOT) {
+                assert_true(r->has_snapshot_path);
+                assert_int_equal(r->snapshot_size, 12345);
+                assert_int_equal(r->snapshot_crc, crc);
+                assert_int_equal(r->msg.snapshot.index, 77);
+                assert_int_equal(r->msg.snapshot.conf.n_voters, 2);
+                assert_int_equal(r->first_len, 5);
+                assert_memory_equal(r->first_data, "desc!", 5);
+            }
+        }
+        for (int type = RAFT_MSG_APPEND; type <= RAFT_MSG_READ_INDEX_RESP; type++)
+            assert_true(seen[type]);
+        dst->n_records = 0;
+    }
+    transport_stats st;
+    transport_get_stats(a->t, &st);
+    assert_int_equal(st.snapshots_sent, 1);
+    assert_int_equal(st.snapshots_received, 1);
+    assert_int_equal(st.bad_frames, 0);
+    assert_int_equal(a->snap_ok, 1);
+    assert_true(transport_peer_active(a->t, b->id, 1000));
+    node_cleanup(a);
+    node_cleanup(b);
+}
+
+/* Three transports, each to both others; per-peer order kept. */
+static void test_three_ordering(void **state)
+{
+    struct node *nodes[3] = {node_new(1, 9), node_new(2, 9), node_new(3, 9)};
+    connect_nodes(nodes, 3);
+    const uint32_t per_peer = 1500;
+    /* Spread over loop turns so batches of different sizes are written. */
+    for (uint32_t k = 0; k < per_peer; k++) {
+        for (int i = 0; i < 3; i++)
+            for (int j = 0; j < 3; j++) {
+                if (i == j)
+                    continue;
+                struct raft_msg m = plain(RAFT_MSG_APPEND_RESP, nodes[i]->id, nodes[j]->id, k);
+                assert_int_equal(transport_send(nodes[i]->t, 1, &m), FL_OK);
+            }
+        if (k % 100 == 99)
+            uv_run(&g_loop, UV_RUN_NOWAIT);
+    }
+    for (int j = 0; j < 3; j++)
+        wait_records(nodes[j], 2 * per_peer);
+    for (int j = 0; j < 3; j++) {
+        uint64_t next[4] = {0};
+        for (uint32_t r = 0; r < nodes[j]->n_records; r++) {
+            struct raft_msg *m = &nodes[j]->records[r].msg;
+            assert_true(m->from >= 1 && m->from <= 3 && m->from != nodes[j]->id);
+            if (m->context != next[m->from])
+                fprintf(stderr, "node %d: from %llu got %llu, want %llu\n", j,
+                        (unsigned long long)m->from, (unsigned long long)m->context,
+                        (unsigned long long)next[m->from]);
+            assert_int_equal(m->context, next[m->from]);
+            next[m->from]++;
+        }
+    }
+    for (int i = 0; i < 3; i++)
+        node_cleanup(nodes[i]);
+}
+
+struct reconnect_wait {
+    struct node *a, *b;
+    uint32_t context;
+};
+
+static bool b_received_after_resend(void *ctx)
+{
+    struct reconnect_wait *w = ctx;
+    if (w->b->n_records > 0)
+        return true;
+    /* Until the new stream is up, sends are dropped: keep sending, like Raft. */
+    struct raft_msg m = plain(RAFT_MSG_HEARTBEAT, w->a->id, w->b->id, ++w->context);
+    assert_int_equal(transport_send(w->a->t, 1, &m), FL_OK);
+    return false;
+}
+
+static bool a_saw_unreachable(void *ctx)
+{
+    return ((struct node *)ctx)->unreachable > 0;
+}
+
+/* The peer transport is destroyed and recreated on the same port: the stream
+ * is reported broken, then comes back by itself. */
+static void test_reconnect(void **state)
+{
+    struct node *a = node_new(0x10, 1), *b = node_new(0x20, 1);
+    struct node *nodes[] = {a, b};
+    connect_nodes(nodes, 2);
+    struct reconnect_wait w = {a, b, 0};
+    assert_true(run_until(b_received_after_resend, &w, "first delivery"));
+    int port = b->port;
+    node_stop(b);
+    assert_true(run_until(a_saw_unreachable, a, "on_unreachable after the peer went away"));
+    b->n_records = 0;
+    node_start(b, 0x20, 1, port);
+    assert_int_equal(b->port, port);
+    assert_true(run_until(b_received_after_resend, &w, "delivery after the peer came back"));
+    transport_stats st;
+    transport_get_stats(a->t, &st);
+    assert_true(st.connects >= 2);
+    node_cleanup(a);
+    node_cleanup(b);
+}
+
+struct refuse_wait {
+    struct node *a, *b;
+};
+
+static bool refused_both_sides(void *ctx)
+{
+    struct refuse_wait *w = ctx;
+    transport_stats sb;
+    transport_get_stats(w->b->t, &sb);
+    return sb.bad_frames >= 1 && w->a->unreachable >= 1;
+}
+
+/* A peer of another cluster is refused at the handshake; nothing delivered. */
+static void test_wrong_cluster_refused(void **state)
+{
+    struct node *a = node_new(0x1, 100), *b = node_new(0x2, 200);
+    struct node *nodes[] = {a, b};
+    connect_nodes(nodes, 2);
+    struct raft_msg m = plain(RAFT_MSG_VOTE, a->id, b->id, 1);
+    assert_int_equal(transport_send(a->t, 1, &m), FL_OK);
+    struct refuse_wait w = {a, b};
+    assert_true(run_until(refused_both_sides, &w, "handshake refused"));
+    assert_int_equal(b->n_records, 0);
+    assert_int_equal(a->n_records, 0);
+    transport_stats sa;
+    transport_get_stats(a->t, &sa);
+    assert_int_equal(sa.connects, 0);
+    assert_int_equal(sa.sent, 0);
+    node_cleanup(a);
+    node_cleanup(b);
+}
+
+/* A raw TCP client that writes bytes and waits for the server to close. */
+struct raw {
+    uv_tcp_t tcp;
+    uv_connect_t connect;
+    uv_write_t write;
+    uint8_t *bytes;
+    size_t len;
+    bool connected, closed_by_peer, handle_closed;
+    char rbuf[4096];
+};
+
+static void raw_alloc(uv_handle_t *h, size_t s, uv_buf_t *buf)
+{
+    struct raw *r = h->data;
+    *buf = uv_buf_init(r->rbuf, sizeof r->rbuf);
+}
+
+static void raw_closed(uv_handle_t *h)
+{
+    ((struct raw *)h->data)->handle_closed = true;
+}
+
+static void raw_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    struct raw *r = s->data;
+    if (n < 0 && !r->closed_by_peer) {
+        r->closed_by_peer = true;
+        uv_close((uv_handle_t *)&r->tcp, raw_closed);
+    }
+}
+
+static void raw_written(uv_write_t *req, int status) {}
+
+static void raw_connected(uv_connect_t *req, int status)
+{
+    struct raw *r = req->data;
+    assert_int_equal(status, 0);
+    r->connected = true;
+    uv_read_start((uv_stream_t *)&r->tcp, raw_alloc, raw_read);
+    uv_buf_t buf = uv_buf_init((char *)r->bytes, (unsigned)r->len);
+    uv_write(&r->write, (uv_stream_t *)&r->tcp, &buf, 1, raw_written);
+}
+
+static bool raw_done(void *ctx)
+{
+    return ((struct raw *)ctx)->handle_closed;
+}
+
+/* Connects to port, writes bytes, and returns once the transport closed the
+ * connection (fails the test if it does not within the deadline). */
+static void raw_send_expect_close(int port, const uint8_t *bytes, size_t len)
+{
+    struct raw *r = calloc(1, sizeof *r);
+    r->bytes = malloc(len);
+    memcpy(r->bytes, bytes, len);
+    r->len = len;
+    uv_tcp_init(&g_loop, &r->tcp);
+    r->tcp.data = r;
+    r->connect.data = r;
+    struct sockaddr_in addr;
+    uv_ip4_addr("127.0.0.1", port, &addr);
+    uv_tcp_connect(&r->connect, &r->tcp, (const struct sockaddr *)&addr, raw_connected);
+    /* Well inside TRANSPORT_HELLO_MS and the idle timeout: the close must
+     * come from the check on the bytes, not from a deadline. */
+    uint64_t deadline = uv_now(&g_loop) + 3000;
+    while (!raw_done(r) && uv_now(&g_loop) < deadline)
+        uv_run(&g_loop, UV_RUN_ONCE);
+    if (!raw_done(r))
+        fprintf(stderr, "the transport did not close a bad connection within 3 s\n");
+    assert_true(raw_done(r));
+    free(r->bytes);
+    free(r);
+}
+
+static size_t put_frame(uint8_t *out, const uint8_t *payload, uint32_t len)
+{
+    memcpy(out + CODEC_FRAME_HEADER, payload, len);
+    codec_frame_header(out, out + CODEC_FRAME_HEADER, len);
+    return CODEC_FRAME_HEADER + len;
+}
+
+static size_t put_hello(uint8_t *out, uint16_t version, uint64_t cluster, uint64_t from,
+                        uint64_t to)
+{
+    struct codec_hello h = {.version = version,
+                            .stream = CODEC_STREAM_MSG,
+                            .cluster_id = cluster,
+                            .from = from,
+                            .to = to};
+    uint8_t p[CODEC_HELLO_BYTES];
+    codec_hello_encode(&h, p);
+    return put_frame(out, p, sizeof p);
+}
+
+struct serving_wait {
+    struct node *a, *b;
+    uint32_t want;
+    uint32_t context;
+};
+
+static bool b_got_more(void *ctx)
+{
+    struct serving_wait *w = ctx;
+    if (w->b->n_records >= w->want)
+        return true;
+    struct raft_msg m = plain(RAFT_MSG_HEARTBEAT, w->a->id, w->b->id, ++w->context);
+    transport_send(w->a->t, 1, &m);
+    return false;
+}
+
+/* Garbage, a bad crc, an oversized frame, a bad version, a malformed
+ * message: each closes that connection, is counted, and the good peer keeps
+ * being served. */
+static void test_bad_input_closes_connection(void **state)
+{
+    struct node *a = node_new(0xa, 5);
+    struct node *b = calloc(1, sizeof *b);
+    b->opts.frame_bytes_max = 1 << 16;
+    node_start(b, 0xb, 5, 0);
+    struct node *nodes[] = {a, b};
+    connect_nodes(nodes, 2);
+    struct serving_wait w = {a, b, 1, 0};
+    assert_true(run_until(b_got_more, &w, "delivery before the bad inputs"));
+
+    uint8_t buf[512];
+    size_t n;
+    struct {
+        const char *name;
+        size_t len;
+        uint8_t bytes[512];
+    } cases[7];
+    int nc = 0;
+    /* 1. plain garbage */
+    cases[nc].name = "garbage";
+    memset(cases[nc].bytes, 'G', 64);
+    cases[nc++].len = 64;
+    /* 2. a hello with a bad crc */
+    n = put_hello(buf, CODEC_WIRE_VERSION, 5, 0xc, 0xb);
+    buf[5] ^= 0xff;
+    cases[nc].name = "bad crc";
+    memcpy(cases[nc].bytes, buf, n);
+    cases[nc++].len = n;
+    /* 3. a frame over frame_bytes_max (only the header is sent) */
+    memset(buf, 0, 8);
+    buf[0] = 0x01;
+    buf[3] = 0x01; /* 16 MiB + 1 */
+    cases[nc].name = "oversized frame";
+    memcpy(cases[nc].bytes, buf, 8);
+    cases[nc++].len = 8;
+    /* 3b. the same after a good hello */
+    n = put_hello(buf, CODEC_WIRE_VERSION, 5, 0xc, 0xb);
+    memset(buf + n, 0, 8);
+    buf[n] = 0x01;
+    buf[n + 3] = 0x01;
+    cases[nc].name = "oversized frame after hello";
+    memcpy(cases[nc].bytes, buf, n + 8);
+    cases[nc++].len = n + 8;
+    /* 4. an unknown protocol version */
+    n = put_hello(buf, 99, 5, 0xc, 0xb);
+    cases[nc].name = "unknown version";
+    memcpy(cases[nc].bytes, buf, n);
+    cases[nc++].len = n;
+    /* 5. a good hello, then a message frame whose payload is not a message */
+    n = put_hello(buf, CODEC_WIRE_VERSION, 5, 0xc, 0xb);
+    uint8_t bad_msg[20] = {CODEC_KIND_MSG, CODEC_MSG_VERSION, 1, 2, 3};
+    n += put_frame(buf + n, bad_msg, sizeof bad_msg);
+    cases[nc].name = "malformed message";
+    memcpy(cases[nc].bytes, buf, n);
+    cases[nc++].len = n;
+    /* 6. a good hello, then a good frame of a kind a message stream never carries */
+    n = put_hello(buf, CODEC_WIRE_VERSION, 5, 0xc, 0xb);
+    uint8_t ack[1] = {CODEC_KIND_SNAP_ACK};
+    n += put_frame(buf + n, ack, 1);
+    cases[nc].name = "unexpected kind";
+    memcpy(cases[nc].bytes, buf, n);
+    cases[nc++].len = n;
+
+    for (int i = 0; i < nc; i++) {
+        transport_stats before, after;
+        transport_get_stats(b->t, &before);
+        fprintf(stderr, "bad input case: %s\n", cases[i].name);
+        raw_send_expect_close(b->port, cases[i].bytes, cases[i].len);
+        transport_get_stats(b->t, &after);
+        assert_int_equal(after.bad_frames, before.bad_frames + 1);
+        w.want = b->n_records + 1;
+        assert_true(run_until(b_got_more, &w, "delivery from the good peer after a bad input"));
+    }
+    /* The good stream was never broken. */
+    transport_stats sa;
+    transport_get_stats(a->t, &sa);
+    assert_int_equal(sa.connects, 1);
+    assert_int_equal(a->unreachable, 0);
+    node_cleanup(a);
+    node_cleanup(b);
+}
+
+/* A full queue drops and counts; what was queued arrives. */
+static void test_full_queue_drops(void **state)
+{
+    struct node *a = calloc(1, sizeof *a);
+    a->opts.queue_msgs_max = 10;
+    a->opts.queue_bytes_max = 4096;
+    node_start(a, 0xaa, 3, 0);
+    struct node *b = node_new(0xbb, 3);
+    struct node *nodes[] = {a, b};
+    connect_nodes(nodes, 2);
+    /* The stream is still connecting: messages queue up to the bound. */
+    int ok = 0, busy = 0;
+    for (int i = 0; i < 25; i++) {
+        struct raft_msg m = plain(RAFT_MSG_HEARTBEAT, a->id, b->id, (uint64_t)i);
+        fl_err err = transport_send(a->t, 1, &m);
+        assert_true(err == FL_OK || err == FL_ERR_BUSY);
+        err == FL_OK ? ok++ : busy++;
+    }
+    assert_int_equal(ok, 10);
+    assert_int_equal(busy, 15);
+    transport_stats st;
+    transport_get_stats(a->t, &st);
+    assert_int_equal(st.dropped, 15);
+    wait_records(b, 10);
+    for (uint32_t i = 0; i < 10; i++)
+        assert_int_equal(b->records[i].msg.context, i);
+    /* The byte bound: one append of 3000 bytes fits, a second does not. */
+    static uint8_t big[3000];
+    struct raft_entry e = {.term = 1, .index = 1, .len = sizeof big, .data = big};
+    struct raft_msg m = plain(RAFT_MSG_APPEND, a->id, b->id, 99);
+    m.n_entries = 1;
+    m.entries = &e;
+    assert_int_equal(transport_send(a->t, 1, &m), FL_OK);
+    assert_int_equal(transport_send(a->t, 1, &m), FL_ERR_BUSY);
+    wait_records(b, 11);
+    transport_get_stats(a->t, &st);
+    assert_int_equal(st.dropped, 16);
+    /* Unknown peer. */
+    m.to = 0x999;
+    assert_int_equal(transport_send(a->t, 1, &m), FL_ERR_NOT_FOUND);
+    node_cleanup(a);
+    node_cleanup(b);
+}
+
+struct snap_wait {
+    struct node *a, *b;
+    uint32_t context;
+};
+
+static bool snapshot_arrived(void *ctx)
+{
+    struct snap_wait *w = ctx;
+    if (w->a->snap_ok + w->a->snap_failed > 0)
+        return true;
+    /* Heartbeats every loop turn while the body streams. */
+    struct raft_msg m = plain(RAFT_MSG_HEARTBEAT, w->a->id, w->b->id, ++w->context);
+    transport_send(w->a->t, 1, &m);
+    return false;
+}
+
+/* A 24 MiB body streams on its own connection while heartbeats keep flowing
+ * on the message stream; the body arrives intact; one snapshot per peer. */
+static void test_snapshot_streams_beside_heartbeats(void **state)
+{
+    struct node *a = node_new(0x5a, 8), *b = node_new(0x5b, 8);
+    struct node *nodes[] = {a, b};
+    connect_nodes(nodes, 2);
+    struct serving_wait sw = {a, b, 1, 0};
+    assert_true(run_until(b_got_more, &sw, "stream up"));
+    b->n_records = 0;
+    b->heartbeats = 0;
+    const uint64_t size = 24ull << 20;
+    uint32_t crc;
+    make_snapshot_source(a, size, &crc);
+    struct raft_msg m = plain(RAFT_MSG_SNAPSHOT, a->id, b->id, 0);
+    m.snapshot.index = 1000;
+    m.snapshot.term = 5;
+    assert_int_equal(transport_send(a->t, 1, &m), FL_OK);
+    assert_int_equal(transport_send(a->t, 1, &m), FL_ERR_BUSY);
+    struct snap_wait w = {a, b, 0};
+    assert_true(run_until(snapshot_arrived, &w, "snapshot sent"));
+    assert_int_equal(a->snap_ok, 1);
+    struct record *snap = NULL;
+    for (uint32_t i = 0; i < b->n_records; i++)
+        if (b->records[i].msg.type == RAFT_MSG_SNAPSHOT)
+            snap = &b->records[i];
+    assert_non_null(snap);
+    assert_int_equal(snap->snapshot_size, size);
+    assert_int_equal(snap->snapshot_crc, crc);
+    assert_int_equal(snap->msg.snapshot.index, 1000);
+    fprintf(stderr, "heartbeats delivered while the snapshot streamed: %llu (sent %u)\n",
+            (unsigned long long)snap->heartbeats_before, w.context);
+    /* Heartbeats were not held behind the body. */
+    assert_true(snap->heartbeats_before >= 3);
+    /* No temp file left behind (the delivered file was unlinked by the callee). */
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "ls %s | grep -q '^snap-.*snap'", b->dir);
+    assert_int_not_equal(system(cmd), 0);
+    node_cleanup(a);
+    node_cleanup(b);
+}
+
+struct fault_wait {
+    struct node *a, *b;
+    uint32_t context;
+};
+
+static bool both_receiving(void *ctx)
+{
+    struct fault_wait *w = ctx;
+    if (w->a->n_records > 0 && w->b->n_records > 0)
+        return true;
+    struct raft_msg m = plain(RAFT_MSG_HEARTBEAT, w->a->id, w->b->id, ++w->context);
+    transport_send(w->a->t, 1, &m);
+    m = plain(RAFT_MSG_HEARTBEAT, w->b->id, w->a->id, w->context);
+    transport_send(w->b->t, 1, &m);
+    return false;
+}
+
+/* Only a's fault file names b: traffic is dropped both ways (a drops its
+ * sends and b's frames); removing the file restores it. */
+static void test_fault_file(void **state)
+{
+    struct node *a = node_new(0xfa, 4), *b = node_new(0xfb, 4);
+    struct node *nodes[] = {a, b};
+    connect_nodes(nodes, 2);
+    struct fault_wait w = {a, b, 0};
+    assert_true(run_until(both_receiving, &w, "traffic before the fault"));
+    char line[64];
+    snprintf(line, sizeof line, "# partition\n%016llx\n", (unsigned long long)b->id);
+    write_file(a->fault_file, line);
+    /* The tick re-reads the file within TRANSPORT_TICK_MS. */
+    uint64_t deadline = uv_now(&g_loop) + DEADLINE_MS;
+    while (transport_peer_active(a->t, b->id, 60000) && uv_now(&g_loop) < deadline)
+        uv_run(&g_loop, UV_RUN_ONCE);
+    assert_false(transport_peer_active(a->t, b->id, 60000));
+    a->n_records = b->n_records = 0;
+    transport_stats sa;
+    transport_get_stats(a->t, &sa);
+    /* a drops its own sends to b and the frames b sends it. */
+    uint64_t a_dropped_before = sa.dropped;
+    uint32_t sends = 0;
+    while (sends < 50) {
+        struct raft_msg m = plain(RAFT_MSG_HEARTBEAT, a->id, b->id, 1000 + sends);
+        assert_int_equal(transport_send(a->t, 1, &m), FL_OK);
+        m = plain(RAFT_MSG_HEARTBEAT, b->id, a->id, 1000 + sends);
+        assert_int_equal(transport_send(b->t, 1, &m), FL_OK);
+        sends++;
+        uv_run(&g_loop, UV_RUN_NOWAIT);
+    }
+    /* Wait until a has dropped all 50 of its sends and all 50 of b's. */
+    deadline = uv_now(&g_loop) + DEADLINE_MS;
+    for (;;) {
+        transport_get_stats(a->t, &sa);
+        if (sa.dropped >= a_dropped_before + 100 || uv_now(&g_loop) >= deadline)
+            break;
+        uv_run(&g_loop, UV_RUN_ONCE);
+    }
+    fprintf(stderr, "a dropped %llu while partitioned\n",
+            (unsigned long long)(sa.dropped - a_dropped_before));
+    assert_true(sa.dropped >= a_dropped_before + 100);
+    assert_int_equal(a->n_records, 0);
+    assert_int_equal(b->n_records, 0);
+    /* Snapshots fail both ways too (reported, never delivered). */
+    uint32_t crc;
+    make_snapshot_source(a, 1000, &crc);
+    make_snapshot_source(b, 1000, &crc);
+    struct raft_msg snap = plain(RAFT_MSG_SNAPSHOT, a->id, b->id, 0);
+    assert_int_equal(transport_send(a->t, 1, &snap), FL_OK);
+    snap = plain(RAFT_MSG_SNAPSHOT, b->id, a->id, 0);
+    assert_int_equal(transport_send(b->t, 1, &snap), FL_OK);
+    deadline = uv_now(&g_loop) + DEADLINE_MS;
+    while ((a->snap_failed == 0 || b->snap_failed == 0) && uv_now(&g_loop) < deadline)
+        uv_run(&g_loop, UV_RUN_ONCE);
+    assert_int_equal(a->snap_failed, 1);
+    assert_int_equal(b->snap_failed, 1);
+    assert_int_equal(a->snap_ok + b->snap_ok, 0);
+    assert_int_equal(a->n_records + b->n_records, 0);
+    /* Heal. */
+    assert_int_equal(unlink(a->fault_file), 0);
+    assert_true(run_until(both_receiving, &w, "traffic after the fault file is removed"));
+    node_cleanup(a);
+    node_cleanup(b);
+}
+
+/* Peer bookkeeping: remove, url change, bad urls. */
+static void test_peers(void **state)
+{
+    struct node *a = node_new(0x71, 2), *b = node_new(0x72, 2);
+    struct node *nodes[] = {a, b};
+    connect_nodes(nodes, 2);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", b->port);
+    assert_int_equal(transport_add_peer(a->t, b->id, url), FL_OK); /* idempotent */
+    assert_int_equal(transport_add_peer(a->t, 0, url), FL_ERR_INVALID);
+    assert_int_equal(transport_add_peer(a->t, a->id, url), FL_ERR_INVALID);
+    assert_int_equal(transport_add_peer(a->t, 0x99, "https://127.0.0.1:1"), FL_ERR_INVALID);
+    assert_int_equal(transport_add_peer(a->t, 0x99, "http://127.0.0.1"), FL_ERR_INVALID);
+    assert_int_equal(transport_add_peer(a->t, 0x99, "http://127.0.0.1:99999"), FL_ERR_INVALID);
+    struct serving_wait w = {a, b, 1, 0};
+    assert_true(run_until(b_got_more, &w, "delivery"));
+    /* A url change moves the stream: still delivered (same place, new conn). */
+    snprintf(url, sizeof url, "http://localhost:%d/", b->port);
+    assert_int_equal(transport_add_peer(a->t, b->id, url), FL_OK);
+    w.want = b->n_records + 1;
+    assert_true(run_until(b_got_more, &w, "delivery after a url change"));
+    transport_remove_peer(a->t, b->id);
+    transport_remove_peer(a->t, 0x12345); /* unknown: ignored */
+    struct raft_msg m = plain(RAFT_MSG_HEARTBEAT, a->id, b->id, 1);
+    assert_int_equal(transport_send(a->t, 1, &m), FL_ERR_NOT_FOUND);
+    assert_false(transport_peer_active(a->t, b->id, 100000));
+    node_cleanup(a);
+    node_cleanup(b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_two_every_type, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_three_ordering, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reconnect, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wrong_cluster_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_input_closes_connection, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_queue_drops, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_streams_beside_heartbeats, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fault_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_peers, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
