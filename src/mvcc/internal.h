@@ -26,7 +26,15 @@
 #define MVCC_IKEY_PREFIX 480
 #define MVCC_IKEY_LONG   (MVCC_IKEY_PREFIX + 8)
 
-#define MVCC_FORMAT_VERSION 1
+/* 2 added the logical byte count to the state record; a format 1 store is
+ * upgraded at open (the count is recomputed from the rev DB). */
+#define MVCC_FORMAT_VERSION 2
+
+/* Logical bytes of one stored version, for the quota: its rev record, its
+ * kidx entry and a fixed overhead (LMDB node headers, page slack). Part of
+ * the replicated behaviour: every member must use the same value. */
+#define MVCC_VERSION_OVERHEAD       64
+#define MVCC_VERSION_BYTES(rec_len) ((uint64_t)(rec_len) + MVCC_DUP_LEN + MVCC_VERSION_OVERHEAD)
 
 /* Flags of a version (in both the rev record and the kidx entry). */
 #define MVCC_VF_TOMBSTONE 0x01u
@@ -48,6 +56,10 @@ typedef struct mvcc_state {
      * nothing pending); it runs up to compact_revision. */
     uint64_t compact_scan_main;
     uint64_t compact_scan_sub;
+    /* The quota's measure: MVCC_VERSION_BYTES of every version stored
+     * (added by writes, removed by physical compaction). A function of the
+     * log only, unlike LMDB's page counts. */
+    uint64_t logical_bytes;
 } mvcc_state;
 
 /* One version as read from the kidx entry. */
@@ -104,6 +116,7 @@ struct mvcc_store {
     MDB_dbi dbi_kidx;
     MDB_dbi dbi_meta;
     uint64_t quota_bytes;
+    uint64_t map_size; /* for the "map full" log */
     size_t page_size;
     int64_t compact_chunk; /* work units of a Compact's own apply */
 

@@ -22,10 +22,15 @@
  * any other key, with a lookup cost that grows with the number of keys
  * sharing their first 480 bytes (docs/mvcc.md).
  *
- * Quota: a Put or a Txn with puts that would take the bytes in use (pages of
- * the trees, not the file size) to quota_bytes or more fails with
- * FL_ERR_NO_SPACE_QUOTA; so does any write when LMDB's map is full.
- * Compaction frees pages, so space comes back without a defrag.
+ * Quota: a Put or a Txn with puts that would take the logical bytes of the
+ * store to quota_bytes or more fails with FL_ERR_NO_SPACE_QUOTA. Logical
+ * bytes: per stored version (put or tombstone) its record (29 bytes + key +
+ * value, +8 for a key over 480 bytes) + 33 (index entry) + 64 (overhead);
+ * kept in the replicated state, added by writes, removed by physical
+ * compaction, so every member with the same log decides the same way (LMDB's
+ * page counts would not). A full LMDB map is a store failure (FL_ERR_IO,
+ * logged "LMDB map full"), never a request error: the map must be larger
+ * than the quota (the default is 1.25 x quota or 8 GiB).
  */
 #ifndef FL_MVCC_H
 #define FL_MVCC_H
@@ -309,12 +314,10 @@ fl_err mvcc_request_encode(const mvcc_request *request, uint8_t **out, size_t *o
  * applied index still advances, nothing else changes (every member decides
  * the same way).
  * LMDB failures: FL_ERR_IO / FL_ERR_NOSPACE / FL_ERR_NOMEM mean the store
- * did not advance. Outside a batch, a full LMDB map is reported as
- * FL_ERR_NO_SPACE_QUOTA with the entry recorded as applied (no effect).
- * Inside a batch, any LMDB failure (a full map included) rolls the whole
- * batch back at once: later applies return the same error, and
- * mvcc_batch_commit reports it; replay those entries one by one outside a
- * batch.
+ * did not advance. A full LMDB map is FL_ERR_IO (a store failure: the server
+ * must stop, not skip the entry; raise map_size_bytes and restart).
+ * Inside a batch, any LMDB failure rolls the whole batch back at once: later
+ * applies return the same error, and mvcc_batch_commit reports it.
  * An index <= mvcc_applied_index() gives FL_ERR_INVALID and no effect.
  * In a txn response, nested range results use the response's memory (their
  * arena is NULL) and carry the revision seen inside the txn, like etcd's
@@ -335,6 +338,21 @@ void mvcc_batch_abort(mvcc_store *store);
 /* Advances the applied index over an entry that carries no command (a raft
  * no-op or configuration entry). */
 fl_err mvcc_apply_noop(mvcc_store *store, uint64_t index);
+
+/* Server metadata (raft applied term, membership, configuration): a small
+ * named record kept in the same LMDB as the applied index, so a snapshot
+ * carries it and a crash keeps the two consistent. name: 1..200 bytes
+ * (NUL-terminated); value: up to 64 KiB (len 0 allowed).
+ * mvcc_put_meta writes in the open batch's txn (committed or rolled back
+ * with it; a poisoned batch returns its error), or in a txn of its own
+ * outside a batch. It does not move the applied index. Errors:
+ * FL_ERR_INVALID (bad name/size), LMDB failures as for mvcc_apply (inside a
+ * batch they poison it).
+ * mvcc_get_meta returns an owned copy in *value (free(); never NULL on
+ * FL_OK, even for len 0) or FL_ERR_NOT_FOUND. On the applier thread inside
+ * a batch it sees the batch's writes; otherwise the last committed value. */
+fl_err mvcc_put_meta(mvcc_store *store, const char *name, const void *value, size_t len);
+fl_err mvcc_get_meta(const mvcc_store *store, const char *name, void **value, size_t *len);
 
 /* Reads, at req->revision or the current one, from the last committed state
  * (applies of a batch that is still open are not visible). Errors:

@@ -68,6 +68,7 @@ static fl_err write_version(mvcc_wctx *w, const uint8_t *ikey, size_t ikey_len,
     if (rc != 0) {
         return mvcc_lmdb_err(rc);
     }
+    w->store->work.logical_bytes += MVCC_VERSION_BYTES(head + key.len + value.len);
     return FL_OK;
 }
 
