@@ -354,6 +354,40 @@ fl_err mvcc_apply_noop(mvcc_store *store, uint64_t index);
 fl_err mvcc_put_meta(mvcc_store *store, const char *name, const void *value, size_t len);
 fl_err mvcc_get_meta(const mvcc_store *store, const char *name, void **value, size_t *len);
 
+/* Maintenance.HashKV: a CRC-32C over every key version with mod revision
+ * <= revision (0 = the current one) that survives compaction at the
+ * compacted revision, in revision order, in a canonical encoding (hash.c).
+ * Members with the same applied log get the same hash however they were
+ * batched, restarted, or how far their lazy compaction has got. Reads the last
+ * committed state. Fills *compact_revision (0 if none) and *hash_revision
+ * (the revision hashed up to). Errors: FL_ERR_COMPACTED (0 < revision <=
+ * compacted, as etcd), FL_ERR_FUTURE_REV (revision > current),
+ * FL_ERR_INVALID (revision < 0), FL_ERR_IO/FL_ERR_CORRUPT. Cost: a walk of
+ * the whole rev DB up to revision. */
+fl_err mvcc_hash_kv(mvcc_store *store, int64_t revision, uint32_t *hash, int64_t *compact_revision,
+                    int64_t *hash_revision);
+
+/* Snapshots.
+ * mvcc_snapshot_write writes a consistent, compacted copy of the whole
+ * environment (every version, the state, the server metadata) to fd, as an
+ * LMDB data file, and reports in *applied_index the applied index it holds
+ * (the last committed one when the copy began; an open batch is not in it).
+ * It does not fsync fd. Threads: it may run on any thread, concurrently
+ * with applies and reads (it uses its own LMDB read txn and threads); it
+ * holds up commits only until the copy has begun (its first 1 MiB); while
+ * it runs, LMDB cannot reuse pages freed after it began, so the file may
+ * grow. It must not overlap mvcc_open/mvcc_close. Errors: FL_ERR_IO,
+ * FL_ERR_NOSPACE, FL_ERR_NOMEM; then fd holds garbage.
+ * mvcc_snapshot_install, with the store of db_dir closed (no mvcc_store open
+ * on it, in any process), checks that snapshot_file holds a store
+ * (FL_ERR_CORRUPT if not, nothing changed), fsyncs it, renames it over
+ * db_dir/data.mdb, removes db_dir/lock.mdb and fsyncs db_dir: after a crash
+ * db_dir holds the old store or the new one. snapshot_file must be on
+ * db_dir's file system (FL_ERR_INVALID otherwise); it is consumed on
+ * success. Then mvcc_open(db_dir) opens the snapshot's state. */
+fl_err mvcc_snapshot_write(mvcc_store *store, int fd, uint64_t *applied_index);
+fl_err mvcc_snapshot_install(const char *db_dir, const char *snapshot_file);
+
 /* Reads, at req->revision or the current one, from the last committed state
  * (applies of a batch that is still open are not visible). Errors:
  * FL_ERR_KEY_EMPTY, FL_ERR_COMPACTED, FL_ERR_FUTURE_REV, FL_ERR_IO. On FL_OK

@@ -30,6 +30,8 @@
 #define STATE_LEN_V1          52
 #define STATE_LEN             60
 #define DEFAULT_COMPACT_CHUNK 10000
+/* Idle readers kept for reuse (more may exist while reads run). */
+#define READER_POOL_MAX 8
 /* Server metadata names: short, so "srv/" + name is a valid LMDB key. */
 #define META_NAME_MAX  200
 #define META_VALUE_MAX (64u << 10)
@@ -39,7 +41,9 @@
  * free some space between LMDB's failure and the check. */
 #define DISK_FULL_SLACK_BYTES (64ull << 20)
 
-static const char STATE_KEY[] = "state";
+const char MVCC_STATE_KEY[] = "state";
+
+static void readers_free(mvcc_store *store);
 static const char META_PREFIX[] = "srv/";
 
 static void state_encode(uint8_t out[STATE_LEN], const mvcc_state *st)
@@ -59,7 +63,7 @@ static void state_encode(uint8_t out[STATE_LEN], const mvcc_state *st)
 
 /* *upgrade is set for a format 1 record, which has no logical byte count
  * (the caller recounts it). */
-static fl_err state_decode(const MDB_val *v, mvcc_state *st, bool *upgrade)
+fl_err mvcc_state_decode(const MDB_val *v, mvcc_state *st, bool *upgrade)
 {
     const uint8_t *p = v->mv_data;
     *upgrade = false;
@@ -92,7 +96,7 @@ static fl_err state_write(mvcc_store *store)
 {
     uint8_t buf[STATE_LEN];
     state_encode(buf, &store->work);
-    MDB_val k = {sizeof STATE_KEY - 1, (void *)STATE_KEY};
+    MDB_val k = {sizeof MVCC_STATE_KEY - 1, (void *)MVCC_STATE_KEY};
     MDB_val v = {sizeof buf, buf};
     return mvcc_lmdb_err(mdb_put(store->wtxn, store->dbi_meta, &k, &v, 0));
 }
@@ -113,6 +117,7 @@ static fl_err write_begin(mvcc_store *store)
     v->txn = store->wtxn;
     v->dbi_rev = store->dbi_rev;
     v->dbi_kidx = store->dbi_kidx;
+    v->hits = &store->hits;
     rc = mdb_cursor_open(store->wtxn, store->dbi_kidx, &v->kidx);
     if (rc == 0) {
         rc = mdb_cursor_open(store->wtxn, store->dbi_rev, &v->rev);
@@ -123,7 +128,18 @@ static fl_err write_begin(mvcc_store *store)
         return mvcc_lmdb_err(rc);
     }
     store->work = store->committed;
+    pthread_mutex_lock(&store->pub_mu);
+    store->writer = pthread_self();
+    store->writer_active = true;
+    pthread_mutex_unlock(&store->pub_mu);
     return FL_OK;
+}
+
+static void writer_clear(mvcc_store *store)
+{
+    pthread_mutex_lock(&store->pub_mu);
+    store->writer_active = false;
+    pthread_mutex_unlock(&store->pub_mu);
 }
 
 static void write_abort(mvcc_store *store)
@@ -131,6 +147,7 @@ static void write_abort(mvcc_store *store)
     if (store->wtxn != NULL) {
         mdb_txn_abort(store->wtxn); /* write-txn cursors go with it */
         store->wtxn = NULL;
+        writer_clear(store);
     }
     memset(&store->wview, 0, sizeof store->wview);
     store->work = store->committed;
@@ -165,14 +182,22 @@ static fl_err write_commit(mvcc_store *store)
         write_abort(store);
         return err;
     }
+    pthread_mutex_lock(&store->commit_mu);
     int rc = mdb_txn_commit(store->wtxn);
+    if (rc == 0) {
+        store->committed = store->work;
+    }
+    pthread_mutex_lock(&store->pub_mu);
+    store->published = store->committed;
+    store->writer_active = false;
+    pthread_mutex_unlock(&store->pub_mu);
+    pthread_mutex_unlock(&store->commit_mu);
     store->wtxn = NULL;
     memset(&store->wview, 0, sizeof store->wview);
     if (rc != 0) {
         store->work = store->committed;
         return commit_err(store, rc);
     }
-    store->committed = store->work;
     return FL_OK;
 }
 
@@ -217,12 +242,12 @@ static fl_err open_dbs(mvcc_store *store)
     }
     fl_err err = mvcc_lmdb_err(rc);
     if (err == FL_OK) {
-        MDB_val k = {sizeof STATE_KEY - 1, (void *)STATE_KEY};
+        MDB_val k = {sizeof MVCC_STATE_KEY - 1, (void *)MVCC_STATE_KEY};
         MDB_val v;
         rc = mdb_get(txn, store->dbi_meta, &k, &v);
         bool upgrade = false;
         if (rc == 0) {
-            err = state_decode(&v, &store->committed, &upgrade);
+            err = mvcc_state_decode(&v, &store->committed, &upgrade);
         }
         if (rc == 0 && err == FL_OK && upgrade) {
             err = count_logical_bytes(store, txn, &store->committed.logical_bytes);
@@ -257,6 +282,7 @@ static fl_err open_dbs(mvcc_store *store)
         return mvcc_lmdb_err(rc);
     }
     store->work = store->committed;
+    store->published = store->committed;
     return FL_OK;
 }
 
@@ -282,6 +308,19 @@ fl_err mvcc_open(const char *dir, const mvcc_options *options, mvcc_store **out)
         free(store);
         return FL_ERR_NOMEM;
     }
+    if (pthread_mutex_init(&store->commit_mu, NULL) != 0) {
+        mvcc_arena_free(store->scratch);
+        free(store);
+        return FL_ERR_NOMEM;
+    }
+    if (pthread_mutex_init(&store->pub_mu, NULL) != 0 ||
+        pthread_mutex_init(&store->pool_mu, NULL) != 0) {
+        pthread_mutex_destroy(&store->commit_mu);
+        mvcc_arena_free(store->scratch);
+        free(store);
+        return FL_ERR_NOMEM;
+    }
+    store->mutexes_ready = true;
     int rc = mdb_env_create(&store->env);
     if (rc != 0) {
         store->env = NULL;
@@ -327,19 +366,16 @@ void mvcc_close(mvcc_store *store)
         return;
     }
     write_abort(store);
-    if (store->rtxn != NULL) {
-        if (store->rview.kidx != NULL) {
-            mdb_cursor_close(store->rview.kidx);
-        }
-        if (store->rview.rev != NULL) {
-            mdb_cursor_close(store->rview.rev);
-        }
-        mdb_txn_abort(store->rtxn);
-    }
+    readers_free(store);
     if (store->env != NULL) {
         /* A clean close makes the last applies durable; replay is shorter. */
         mdb_env_sync(store->env, 1);
         mdb_env_close(store->env);
+    }
+    if (store->mutexes_ready) {
+        pthread_mutex_destroy(&store->pool_mu);
+        pthread_mutex_destroy(&store->pub_mu);
+        pthread_mutex_destroy(&store->commit_mu);
     }
     mvcc_arena_free(store->scratch);
     free(store->hits.items);
@@ -358,71 +394,153 @@ fl_err mvcc_sync(mvcc_store *store)
     return rc == ENOSPC ? FL_ERR_NOSPACE : FL_ERR_IO;
 }
 
+/* The state another thread may see: the last committed one. */
+static mvcc_state published_state(const mvcc_store *store)
+{
+    mvcc_store *s = (mvcc_store *)store; /* the mutex is internal state */
+    pthread_mutex_lock(&s->pub_mu);
+    mvcc_state st = s->published;
+    pthread_mutex_unlock(&s->pub_mu);
+    return st;
+}
+
 uint64_t mvcc_applied_index(const mvcc_store *store)
 {
-    return store->wtxn != NULL ? store->work.applied_index : store->committed.applied_index;
+    mvcc_store *s = (mvcc_store *)store;
+    pthread_mutex_lock(&s->pub_mu);
+    /* The applier with a write txn open sees its own applies (it numbers the
+     * next entry from this); work is its own data, so reading it here races
+     * with nothing. Everyone else sees the last commit. */
+    uint64_t index = s->writer_active && pthread_equal(s->writer, pthread_self())
+                         ? s->work.applied_index
+                         : s->published.applied_index;
+    pthread_mutex_unlock(&s->pub_mu);
+    return index;
 }
 
 int64_t mvcc_current_revision(const mvcc_store *store)
 {
-    return store->committed.current_revision;
+    return published_state(store).current_revision;
 }
 
 int64_t mvcc_compact_revision(const mvcc_store *store)
 {
-    return store->committed.compact_revision < 0 ? 0 : store->committed.compact_revision;
+    int64_t rev = published_state(store).compact_revision;
+    return rev < 0 ? 0 : rev;
 }
 
-/* ---- read txn ------------------------------------------------------------ */
+/* ---- readers --------------------------------------------------------------- */
 
-static fl_err read_begin(mvcc_store *store)
+/* Readers are pooled: one is taken per read call (so calls on different
+ * threads never share one; LMDB lets a txn move between threads with
+ * MDB_NOTLS), reset and renewed rather than reopened. */
+
+static void reader_free(mvcc_reader *r)
 {
+    if (r == NULL) {
+        return;
+    }
+    /* cursors of a read txn are closed explicitly (LMDB does not) */
+    if (r->view.kidx != NULL) {
+        mdb_cursor_close(r->view.kidx);
+    }
+    if (r->view.rev != NULL) {
+        mdb_cursor_close(r->view.rev);
+    }
+    if (r->txn != NULL) {
+        mdb_txn_abort(r->txn);
+    }
+    free(r->hits.items);
+    free(r);
+}
+
+static void readers_free(mvcc_store *store)
+{
+    while (store->pool != NULL) {
+        mvcc_reader *r = store->pool;
+        store->pool = r->next;
+        reader_free(r);
+    }
+    store->pool_count = 0;
+}
+
+static fl_err reader_state(mvcc_store *store, mvcc_reader *r)
+{
+    MDB_val k = {sizeof MVCC_STATE_KEY - 1, (void *)MVCC_STATE_KEY};
+    MDB_val v;
+    int rc = mdb_get(r->txn, store->dbi_meta, &k, &v);
+    if (rc != 0) {
+        return rc == MDB_NOTFOUND ? FL_ERR_CORRUPT : mvcc_lmdb_err(rc);
+    }
+    bool upgrade;
+    return mvcc_state_decode(&v, &r->state, &upgrade);
+}
+
+fl_err mvcc_reader_get(mvcc_store *store, mvcc_reader **out)
+{
+    *out = NULL;
+    pthread_mutex_lock(&store->pool_mu);
+    mvcc_reader *r = store->pool;
+    if (r != NULL) {
+        store->pool = r->next;
+        store->pool_count--;
+    }
+    pthread_mutex_unlock(&store->pool_mu);
     int rc;
-    if (store->rtxn == NULL) {
-        rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &store->rtxn);
-        if (rc != 0) {
-            store->rtxn = NULL;
-            return mvcc_lmdb_err(rc);
-        }
-        store->rview.txn = store->rtxn;
-        store->rview.dbi_rev = store->dbi_rev;
-        store->rview.dbi_kidx = store->dbi_kidx;
-        rc = mdb_cursor_open(store->rtxn, store->dbi_kidx, &store->rview.kidx);
+    if (r != NULL) {
+        rc = mdb_txn_renew(r->txn);
         if (rc == 0) {
-            rc = mdb_cursor_open(store->rtxn, store->dbi_rev, &store->rview.rev);
+            rc = mdb_cursor_renew(r->txn, r->view.kidx);
+        }
+        if (rc == 0) {
+            rc = mdb_cursor_renew(r->txn, r->view.rev);
         }
     } else {
-        rc = mdb_txn_renew(store->rtxn);
+        r = calloc(1, sizeof *r); /* owned by the pool or the caller */
+        if (r == NULL) {
+            return FL_ERR_NOMEM;
+        }
+        rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &r->txn);
+        if (rc != 0) {
+            r->txn = NULL;
+        }
+        r->view.txn = r->txn;
+        r->view.dbi_rev = store->dbi_rev;
+        r->view.dbi_kidx = store->dbi_kidx;
+        r->view.hits = &r->hits;
         if (rc == 0) {
-            rc = mdb_cursor_renew(store->rtxn, store->rview.kidx);
+            rc = mdb_cursor_open(r->txn, store->dbi_kidx, &r->view.kidx);
         }
         if (rc == 0) {
-            rc = mdb_cursor_renew(store->rtxn, store->rview.rev);
+            rc = mdb_cursor_open(r->txn, store->dbi_rev, &r->view.rev);
         }
     }
-    if (rc != 0 && (store->rview.kidx == NULL || store->rview.rev == NULL)) {
-        /* the first open failed part way: drop it all, so the next read
-         * opens afresh instead of renewing a cursor that does not exist */
-        if (store->rview.kidx != NULL)
-            mdb_cursor_close(store->rview.kidx);
-        mdb_txn_abort(store->rtxn);
-        store->rtxn = NULL;
-        memset(&store->rview, 0, sizeof store->rview);
-        return mvcc_lmdb_err(rc);
+    fl_err err = mvcc_lmdb_err(rc);
+    if (err == FL_OK) {
+        err = reader_state(store, r);
     }
-    if (rc != 0) {
-        mdb_txn_reset(store->rtxn);
-        return mvcc_lmdb_err(rc);
+    if (err != FL_OK) {
+        reader_free(r); /* whatever failed, start afresh next time */
+        return err;
     }
-    store->rtxn_started = true;
+    *out = r;
     return FL_OK;
 }
 
-static void read_end(mvcc_store *store)
+void mvcc_reader_put(mvcc_store *store, mvcc_reader *r)
 {
-    if (store->rtxn_started) {
-        mdb_txn_reset(store->rtxn);
-        store->rtxn_started = false;
+    mdb_txn_reset(r->txn);
+    mvcc_hits_trim(&r->hits);
+    pthread_mutex_lock(&store->pool_mu);
+    bool keep = store->pool_count < READER_POOL_MAX;
+    if (keep) {
+        r->next = store->pool;
+        store->pool = r;
+        store->pool_count++;
+    }
+    pthread_mutex_unlock(&store->pool_mu);
+    if (!keep) {
+        reader_free(r);
     }
 }
 
@@ -433,12 +551,12 @@ fl_err mvcc_range(mvcc_store *store, const mvcc_range_req *req, mvcc_range_resul
     if (arena == NULL) {
         return FL_ERR_NOMEM;
     }
-    fl_err err = read_begin(store);
+    mvcc_reader *r;
+    fl_err err = mvcc_reader_get(store, &r);
     if (err == FL_OK) {
-        err = mvcc_range_in(store, &store->rview, req, store->committed.current_revision,
-                            store->committed.compact_revision, arena, result);
-        read_end(store);
-        mvcc_hits_trim(&store->hits);
+        err = mvcc_range_in(store, &r->view, req, r->state.current_revision,
+                            r->state.compact_revision, arena, result);
+        mvcc_reader_put(store, r);
     }
     if (err != FL_OK) {
         mvcc_arena_free(arena);
@@ -467,16 +585,17 @@ static int64_t bytes_in_use(const mvcc_store *store, MDB_txn *txn)
 
 void mvcc_db_size(const mvcc_store *store, int64_t *size_bytes, int64_t *in_use_bytes)
 {
-    mvcc_store *s = (mvcc_store *)store; /* the read txn is internal state */
+    mvcc_store *s = (mvcc_store *)store; /* the reader pool is internal state */
     MDB_envinfo info;
     *size_bytes = 0;
     *in_use_bytes = 0;
     if (mdb_env_info(s->env, &info) == 0) {
         *size_bytes = (int64_t)(info.me_last_pgno + 1) * (int64_t)s->page_size;
     }
-    if (read_begin(s) == FL_OK) {
-        *in_use_bytes = bytes_in_use(s, s->rtxn);
-        read_end(s);
+    mvcc_reader *r;
+    if (mvcc_reader_get(s, &r) == FL_OK) {
+        *in_use_bytes = bytes_in_use(s, r->txn);
+        mvcc_reader_put(s, r);
     }
 }
 
