@@ -61,6 +61,9 @@ typedef struct mvcc_state {
      * (added by writes, removed by physical compaction). A function of the
      * log only, unlike LMDB's page counts. */
     uint64_t logical_bytes;
+    /* Active NOSPACE alarms. Not in the state record: derived from the
+     * alarm records (alarm.c) and recounted at open. */
+    uint32_t nospace_alarms;
 } mvcc_state;
 
 /* One version as read from the kidx entry. */
@@ -252,6 +255,13 @@ fl_err mvcc_apply_compact(mvcc_store *store, const mvcc_view *view, int64_t revi
                           int64_t budget);
 /* Up to budget units of pending physical compaction (nothing if none). */
 fl_err mvcc_compact_step(mvcc_store *store, const mvcc_view *view, int64_t budget);
+
+/* ---- alarm.c ----------------------------------------------------------- */
+
+/* Applies an alarm command in the open write txn. */
+fl_err mvcc_apply_alarm(mvcc_store *store, const mvcc_alarm_req *req, mvcc_alarm_result *result);
+/* Counts the active NOSPACE alarms in txn. */
+fl_err mvcc_alarm_count_nospace(const mvcc_store *store, MDB_txn *txn, uint32_t *count);
 
 /* ---- codec.c ----------------------------------------------------------- */
 

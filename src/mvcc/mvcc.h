@@ -177,6 +177,21 @@ typedef enum {
     MVCC_REQ_COMPACT = 4
 } mvcc_request_type;
 
+/* Alarms (etcd's Maintenance.Alarm), replicated like the other commands.
+ * MVCC_REQ_ALARM is a constant of the request type rather than a member of
+ * the enum so that switches over the KV request types elsewhere (src/api)
+ * build unchanged; handle it before such a switch. */
+#define MVCC_REQ_ALARM ((mvcc_request_type)5)
+
+typedef enum { MVCC_ALARM_ACTIVATE = 1, MVCC_ALARM_DEACTIVATE = 2 } mvcc_alarm_action;
+typedef enum { MVCC_ALARM_NOSPACE = 1, MVCC_ALARM_CORRUPT = 2 } mvcc_alarm_type;
+
+typedef struct mvcc_alarm_req {
+    mvcc_alarm_action action;
+    uint64_t member_id;
+    mvcc_alarm_type alarm;
+} mvcc_alarm_req;
+
 typedef struct mvcc_request {
     mvcc_request_type type;
     union {
@@ -184,6 +199,7 @@ typedef struct mvcc_request {
         mvcc_delete_req del;
         mvcc_txn_req txn;
         mvcc_compact_req compact;
+        mvcc_alarm_req alarm;
     } u;
 } mvcc_request;
 
@@ -226,6 +242,13 @@ typedef struct mvcc_txn_result {
     size_t responses_count;
 } mvcc_txn_result;
 
+/* An alarm command's effect: changed is false when activating an alarm
+ * already active or deactivating one that is not (etcd then lists no alarm
+ * in its AlarmResponse; otherwise it lists the request's member and alarm). */
+typedef struct mvcc_alarm_result {
+    bool changed;
+} mvcc_alarm_result;
+
 /* What applying one command produced. revision is the store's revision after
  * the apply (etcd's header.revision). */
 typedef struct mvcc_response {
@@ -235,6 +258,7 @@ typedef struct mvcc_response {
         mvcc_put_result put;
         mvcc_delete_result del;
         mvcc_txn_result txn;
+        mvcc_alarm_result alarm;
     } u;
     void *arena; /* private */
 } mvcc_response;
@@ -278,9 +302,9 @@ void mvcc_db_size(const mvcc_store *store, int64_t *size_bytes, int64_t *in_use_
  * max(#compares, #success, #failure) > max_txn_ops, and a nested txn is held
  * to max_txn_ops minus its parent's count), and FL_ERR_INVALID for a put with
  * ignore_value and a value ("etcdserver: value is provided"), with
- * ignore_lease and a lease ("etcdserver: lease is provided"), or an op of
- * unknown type. The first failing check in etcd's order names the error.
- * Errors that depend on state (compacted, future revision, lease not found)
+ * ignore_lease and a lease ("etcdserver: lease is provided"), an op of
+ * unknown type, or an alarm with an unknown action or alarm type. The first failing check in etcd's
+ * order names the error. Errors that depend on state (compacted, future revision, lease not found)
  * come from apply. */
 fl_err mvcc_request_validate(const mvcc_request *request, size_t max_txn_ops);
 
@@ -338,6 +362,21 @@ void mvcc_batch_abort(mvcc_store *store);
 /* Advances the applied index over an entry that carries no command (a raft
  * no-op or configuration entry). */
 fl_err mvcc_apply_noop(mvcc_store *store, uint64_t index);
+
+/* The active alarms, sorted by (member_id, alarm), from the last committed
+ * state. On FL_OK *out is malloc'ed and owned by the caller (free()), NULL
+ * when *count is 0. Errors: FL_ERR_NOMEM, FL_ERR_IO, FL_ERR_CORRUPT.
+ * While any NOSPACE alarm is active, applying a Put, or a Txn with a put in
+ * either branch (nested txns included), fails with FL_ERR_NO_SPACE_QUOTA
+ * (request-level: the index advances, nothing else changes), as etcd 3.4's
+ * capped applier; deletes, compactions, reads, alarms still work. The server
+ * proposes ACTIVATE {its member id, NOSPACE} after a write is refused for
+ * quota (unless one is active), and Maintenance.Alarm DEACTIVATE disarms. */
+typedef struct mvcc_alarm {
+    uint64_t member_id;
+    mvcc_alarm_type alarm;
+} mvcc_alarm;
+fl_err mvcc_alarms(mvcc_store *store, mvcc_alarm **out, size_t *count);
 
 /* Server metadata (raft applied term, membership, configuration): a small
  * named record kept in the same LMDB as the applied index, so a snapshot

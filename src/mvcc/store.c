@@ -249,7 +249,11 @@ static fl_err open_dbs(mvcc_store *store)
         if (rc == 0) {
             err = mvcc_state_decode(&v, &store->committed, &upgrade);
         }
-        if (rc == 0 && err == FL_OK && upgrade) {
+        if (rc == 0 && err != FL_OK) {
+            FL_LOG_ERRORF("mvcc", "bad state record", "len=%zu", v.mv_size);
+        } else if (rc == 0 && !upgrade) {
+            /* the usual case: nothing to do */
+        } else if (rc == 0) {
             err = count_logical_bytes(store, txn, &store->committed.logical_bytes);
             if (err == FL_OK) {
                 uint8_t buf[STATE_LEN];
@@ -272,6 +276,9 @@ static fl_err open_dbs(mvcc_store *store)
         } else {
             err = mvcc_lmdb_err(rc);
         }
+    }
+    if (err == FL_OK) {
+        err = mvcc_alarm_count_nospace(store, txn, &store->committed.nospace_alarms);
     }
     if (err != FL_OK) {
         mdb_txn_abort(txn);
@@ -646,6 +653,10 @@ static fl_err quota_check(mvcc_store *store, const mvcc_request *req)
     if (cost == 0) {
         return FL_OK;
     }
+    if (store->work.nospace_alarms > 0) {
+        /* etcd's capped applier: no puts while space is short */
+        return FL_ERR_NO_SPACE_QUOTA;
+    }
     uint64_t in_use = store->work.logical_bytes;
     if (in_use >= store->quota_bytes || cost >= store->quota_bytes - in_use) {
         return FL_ERR_NO_SPACE_QUOTA;
@@ -683,7 +694,7 @@ static fl_err run_request(mvcc_store *store, const mvcc_request *req, mvcc_respo
         .arena = arena,
     };
     resp->type = req->type;
-    switch (req->type) {
+    switch ((int)req->type) {
     case MVCC_REQ_PUT:
         err = mvcc_apply_put(&w, &req->u.put, &resp->u.put);
         break;
@@ -696,6 +707,9 @@ static fl_err run_request(mvcc_store *store, const mvcc_request *req, mvcc_respo
     case MVCC_REQ_COMPACT:
         err =
             mvcc_apply_compact(store, &store->wview, req->u.compact.revision, store->compact_chunk);
+        break;
+    case MVCC_REQ_ALARM:
+        err = mvcc_apply_alarm(store, &req->u.alarm, &resp->u.alarm);
         break;
     default:
         err = FL_ERR_CORRUPT;
