@@ -196,7 +196,7 @@ fl_err mvcc_request_encode(const mvcc_request *request, uint8_t **out, size_t *o
     fl_err err = FL_OK;
     enc_u8(&e, CODEC_VERSION);
     enc_u8(&e, (uint8_t)request->type);
-    switch (request->type) {
+    switch ((int)request->type) {
     case MVCC_REQ_PUT:
         enc_put(&e, &request->u.put);
         break;
@@ -209,6 +209,11 @@ fl_err mvcc_request_encode(const mvcc_request *request, uint8_t **out, size_t *o
     case MVCC_REQ_COMPACT:
         enc_svar(&e, request->u.compact.revision);
         enc_u8(&e, request->u.compact.physical ? 1 : 0);
+        break;
+    case MVCC_REQ_ALARM:
+        enc_u8(&e, (uint8_t)request->u.alarm.action);
+        enc_uvar(&e, request->u.alarm.member_id);
+        enc_u8(&e, (uint8_t)request->u.alarm.alarm);
         break;
     default:
         err = FL_ERR_INVALID;
@@ -489,6 +494,18 @@ fl_err mvcc_request_decode(const uint8_t *payload, size_t len, mvcc_arena *arena
         out->u.compact.revision = dec_svar(&d);
         out->u.compact.physical = dec_flags(&d, 1) & 1;
         break;
+    case MVCC_REQ_ALARM: {
+        uint8_t action = dec_u8(&d);
+        out->u.alarm.member_id = dec_uvar(&d);
+        uint8_t alarm = dec_u8(&d);
+        if (!(action == MVCC_ALARM_ACTIVATE || action == MVCC_ALARM_DEACTIVATE) ||
+            !(alarm == MVCC_ALARM_NOSPACE || alarm == MVCC_ALARM_CORRUPT)) {
+            d.bad = true;
+        }
+        out->u.alarm.action = (mvcc_alarm_action)action;
+        out->u.alarm.alarm = (mvcc_alarm_type)alarm;
+        break;
+    }
     default:
         return FL_ERR_CORRUPT;
     }

@@ -27,18 +27,32 @@
 
 #include "mvcc/internal.h"
 
-static fl_err delete_rev_record(const mvcc_view *view, int64_t main, int64_t sub)
+/* Deletes a rev record and takes its logical bytes off the quota count. */
+static fl_err delete_rev_record(const mvcc_view *view, int64_t main, int64_t sub,
+                                uint64_t *logical_bytes)
 {
     uint8_t k[MVCC_REVKEY_LEN];
     mvcc_revkey(k, main, sub);
     MDB_val key = {sizeof k, k};
-    int rc = mdb_del(view->txn, view->dbi_rev, &key, NULL);
+    MDB_val val;
+    int rc = mdb_get(view->txn, view->dbi_rev, &key, &val);
+    if (rc == 0) {
+        uint64_t bytes = MVCC_VERSION_BYTES(val.mv_size);
+        assert(*logical_bytes >= bytes);
+        if (*logical_bytes < bytes) {
+            return FL_ERR_CORRUPT;
+        }
+        rc = mdb_del(view->txn, view->dbi_rev, &key, NULL);
+        if (rc == 0) {
+            *logical_bytes -= bytes;
+        }
+    }
     return rc == 0 ? FL_OK : (rc == MDB_NOTFOUND ? FL_ERR_CORRUPT : mvcc_lmdb_err(rc));
 }
 
 /* Deletes the kidx duplicate `raw` of ikey and its rev record. */
-static fl_err delete_version(const mvcc_view *view, const uint8_t *ikey, size_t ikey_len,
-                             const uint8_t raw[MVCC_DUP_LEN])
+static fl_err delete_version(mvcc_store *store, const mvcc_view *view, const uint8_t *ikey,
+                             size_t ikey_len, const uint8_t raw[MVCC_DUP_LEN])
 {
     MDB_val k = {ikey_len, (void *)ikey};
     MDB_val v = {MVCC_DUP_LEN, (void *)raw};
@@ -51,7 +65,7 @@ static fl_err delete_version(const mvcc_view *view, const uint8_t *ikey, size_t 
     }
     mvcc_dup dup;
     mvcc_dup_decode(raw, &dup);
-    return delete_rev_record(view, dup.main, dup.sub);
+    return delete_rev_record(view, dup.main, dup.sub, &store->work.logical_bytes);
 }
 
 /* The duplicate just older than `after` (or NULL if none). Re-seeks every
@@ -85,8 +99,9 @@ static fl_err older_than(const mvcc_view *view, const uint8_t *ikey, size_t ikey
  * if it is a tombstone. The version the walk stands on (visited) goes last,
  * so when the budget runs out the walk can resume on it. *done is false when
  * the budget ran out first. */
-static fl_err compact_key(const mvcc_view *view, const uint8_t *ikey, size_t ikey_len, int64_t rev,
-                          int64_t visited_main, int64_t visited_sub, int64_t *budget, bool *done)
+static fl_err compact_key(mvcc_store *store, const mvcc_view *view, const uint8_t *ikey,
+                          size_t ikey_len, int64_t rev, int64_t visited_main, int64_t visited_sub,
+                          int64_t *budget, bool *done)
 {
     *done = false;
     mvcc_dup newest;
@@ -126,7 +141,7 @@ static fl_err compact_key(const mvcc_view *view, const uint8_t *ikey, size_t ike
         if (*budget <= 0) {
             return FL_OK;
         }
-        err = delete_version(view, ikey, ikey_len, older);
+        err = delete_version(store, view, ikey, ikey_len, older);
         if (err != FL_OK) {
             return err;
         }
@@ -136,7 +151,7 @@ static fl_err compact_key(const mvcc_view *view, const uint8_t *ikey, size_t ike
         if (*budget <= 0) {
             return FL_OK;
         }
-        err = delete_version(view, ikey, ikey_len, visited_raw);
+        err = delete_version(store, view, ikey, ikey_len, visited_raw);
         if (err != FL_OK) {
             return err;
         }
@@ -146,7 +161,7 @@ static fl_err compact_key(const mvcc_view *view, const uint8_t *ikey, size_t ike
         if (*budget <= 0) {
             return FL_OK;
         }
-        err = delete_version(view, ikey, ikey_len, newest_raw);
+        err = delete_version(store, view, ikey, ikey_len, newest_raw);
         if (err != FL_OK) {
             return err;
         }
@@ -208,7 +223,8 @@ fl_err mvcc_compact_step(mvcc_store *store, const mvcc_view *view, int64_t budge
             return err;
         }
         bool done = false;
-        err = compact_key(view, ikey, ikey_len, st->compact_revision, main, sub, &budget, &done);
+        err = compact_key(store, view, ikey, ikey_len, st->compact_revision, main, sub, &budget,
+                          &done);
         if (err != FL_OK) {
             return err;
         }

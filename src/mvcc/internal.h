@@ -13,6 +13,7 @@
 #define FL_MVCC_INTERNAL_H
 
 #include <lmdb.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -26,7 +27,15 @@
 #define MVCC_IKEY_PREFIX 480
 #define MVCC_IKEY_LONG   (MVCC_IKEY_PREFIX + 8)
 
-#define MVCC_FORMAT_VERSION 1
+/* 2 added the logical byte count to the state record; a format 1 store is
+ * upgraded at open (the count is recomputed from the rev DB). */
+#define MVCC_FORMAT_VERSION 2
+
+/* Logical bytes of one stored version, for the quota: its rev record, its
+ * kidx entry and a fixed overhead (LMDB node headers, page slack). Part of
+ * the replicated behaviour: every member must use the same value. */
+#define MVCC_VERSION_OVERHEAD       64
+#define MVCC_VERSION_BYTES(rec_len) ((uint64_t)(rec_len) + MVCC_DUP_LEN + MVCC_VERSION_OVERHEAD)
 
 /* Flags of a version (in both the rev record and the kidx entry). */
 #define MVCC_VF_TOMBSTONE 0x01u
@@ -48,6 +57,13 @@ typedef struct mvcc_state {
      * nothing pending); it runs up to compact_revision. */
     uint64_t compact_scan_main;
     uint64_t compact_scan_sub;
+    /* The quota's measure: MVCC_VERSION_BYTES of every version stored
+     * (added by writes, removed by physical compaction). A function of the
+     * log only, unlike LMDB's page counts. */
+    uint64_t logical_bytes;
+    /* Active NOSPACE alarms. Not in the state record: derived from the
+     * alarm records (alarm.c) and recounted at open. */
+    uint32_t nospace_alarms;
 } mvcc_state;
 
 /* One version as read from the kidx entry. */
@@ -96,6 +112,7 @@ typedef struct mvcc_view {
     MDB_cursor *rev;  /* cursor on rev */
     MDB_dbi dbi_rev;
     MDB_dbi dbi_kidx;
+    mvcc_hits *hits; /* the scan buffer of whoever owns the txn */
 } mvcc_view;
 
 struct mvcc_store {
@@ -104,11 +121,23 @@ struct mvcc_store {
     MDB_dbi dbi_kidx;
     MDB_dbi dbi_meta;
     uint64_t quota_bytes;
+    uint64_t map_size; /* for the "map full" log */
     size_t page_size;
     int64_t compact_chunk; /* work units of a Compact's own apply */
 
-    mvcc_state committed; /* what LMDB holds */
-    mvcc_state work;      /* what the open write txn holds */
+    mvcc_state committed; /* what LMDB holds (applier thread only) */
+    mvcc_state work;      /* what the open write txn holds (applier only) */
+
+    /* Held around mdb_txn_commit and the publication of its state, so
+     * whoever holds it sees no commit happen (mvcc_snapshot_write pins the
+     * state its copy reads this way). Lock order: commit_mu, then pub_mu. */
+    pthread_mutex_t commit_mu;
+    /* Guards published and the writer fields: what other threads may read. */
+    pthread_mutex_t pub_mu;
+    mvcc_state published; /* = committed, for any thread */
+    bool writer_active;   /* a write txn is open, on thread `writer` */
+    pthread_t writer;
+    bool mutexes_ready; /* for mvcc_close after a failed open */
 
     /* The write txn: open during a batch, or within one apply. */
     MDB_txn *wtxn;
@@ -116,14 +145,38 @@ struct mvcc_store {
     bool in_batch;
     fl_err batch_error; /* a failed LMDB call poisoned the batch */
 
-    /* The read txn for mvcc_range, reset between calls (MDB_NOTLS). */
-    MDB_txn *rtxn;
-    mvcc_view rview;
-    bool rtxn_started;
+    /* Idle readers (store.c), guarded by pool_mu. */
+    pthread_mutex_t pool_mu;
+    struct mvcc_reader *pool;
+    size_t pool_count;
 
-    mvcc_arena *scratch; /* reset per apply / per range */
-    mvcc_hits hits;      /* reused by scans */
+    mvcc_arena *scratch; /* reset per apply (applier only) */
+    mvcc_hits hits;      /* the write txn's scans (applier only) */
 };
+
+/* ---- store.c ----------------------------------------------------------- */
+
+/* A read txn with its cursors and scan buffer, for one read call on any
+ * thread. It reads the state record from its own txn, so the revisions it
+ * answers with belong to the snapshot it reads. */
+typedef struct mvcc_reader {
+    MDB_txn *txn;
+    mvcc_view view;
+    mvcc_hits hits;
+    mvcc_state state; /* the committed state this txn sees */
+    struct mvcc_reader *next;
+} mvcc_reader;
+
+/* Takes a reader with a live txn on the last committed state; give it back
+ * with mvcc_reader_put. Any thread. */
+fl_err mvcc_reader_get(mvcc_store *store, mvcc_reader **out);
+void mvcc_reader_put(mvcc_store *store, mvcc_reader *r);
+
+/* The key of the state record in the meta DB. */
+extern const char MVCC_STATE_KEY[];
+/* Parses the state record; *upgrade tells that it is format 1 (no logical
+ * byte count yet). FL_ERR_CORRUPT if it is not a state record. */
+fl_err mvcc_state_decode(const MDB_val *v, mvcc_state *st, bool *upgrade);
 
 /* ---- schema.c ---------------------------------------------------------- */
 
@@ -202,6 +255,13 @@ fl_err mvcc_apply_compact(mvcc_store *store, const mvcc_view *view, int64_t revi
                           int64_t budget);
 /* Up to budget units of pending physical compaction (nothing if none). */
 fl_err mvcc_compact_step(mvcc_store *store, const mvcc_view *view, int64_t budget);
+
+/* ---- alarm.c ----------------------------------------------------------- */
+
+/* Applies an alarm command in the open write txn. */
+fl_err mvcc_apply_alarm(mvcc_store *store, const mvcc_alarm_req *req, mvcc_alarm_result *result);
+/* Counts the active NOSPACE alarms in txn. */
+fl_err mvcc_alarm_count_nospace(const mvcc_store *store, MDB_txn *txn, uint32_t *count);
 
 /* ---- codec.c ----------------------------------------------------------- */
 

@@ -22,10 +22,15 @@
  * any other key, with a lookup cost that grows with the number of keys
  * sharing their first 480 bytes (docs/mvcc.md).
  *
- * Quota: a Put or a Txn with puts that would take the bytes in use (pages of
- * the trees, not the file size) to quota_bytes or more fails with
- * FL_ERR_NO_SPACE_QUOTA; so does any write when LMDB's map is full.
- * Compaction frees pages, so space comes back without a defrag.
+ * Quota: a Put or a Txn with puts that would take the logical bytes of the
+ * store to quota_bytes or more fails with FL_ERR_NO_SPACE_QUOTA. Logical
+ * bytes: per stored version (put or tombstone) its record (29 bytes + key +
+ * value, +8 for a key over 480 bytes) + 33 (index entry) + 64 (overhead);
+ * kept in the replicated state, added by writes, removed by physical
+ * compaction, so every member with the same log decides the same way (LMDB's
+ * page counts would not). A full LMDB map is a store failure (FL_ERR_IO,
+ * logged "LMDB map full"), never a request error: the map must be larger
+ * than the quota (the default is 1.25 x quota or 8 GiB).
  */
 #ifndef FL_MVCC_H
 #define FL_MVCC_H
@@ -172,6 +177,21 @@ typedef enum {
     MVCC_REQ_COMPACT = 4
 } mvcc_request_type;
 
+/* Alarms (etcd's Maintenance.Alarm), replicated like the other commands.
+ * MVCC_REQ_ALARM is a constant of the request type rather than a member of
+ * the enum so that switches over the KV request types elsewhere (src/api)
+ * build unchanged; handle it before such a switch. */
+#define MVCC_REQ_ALARM ((mvcc_request_type)5)
+
+typedef enum { MVCC_ALARM_ACTIVATE = 1, MVCC_ALARM_DEACTIVATE = 2 } mvcc_alarm_action;
+typedef enum { MVCC_ALARM_NOSPACE = 1, MVCC_ALARM_CORRUPT = 2 } mvcc_alarm_type;
+
+typedef struct mvcc_alarm_req {
+    mvcc_alarm_action action;
+    uint64_t member_id;
+    mvcc_alarm_type alarm;
+} mvcc_alarm_req;
+
 typedef struct mvcc_request {
     mvcc_request_type type;
     union {
@@ -179,6 +199,7 @@ typedef struct mvcc_request {
         mvcc_delete_req del;
         mvcc_txn_req txn;
         mvcc_compact_req compact;
+        mvcc_alarm_req alarm;
     } u;
 } mvcc_request;
 
@@ -221,6 +242,13 @@ typedef struct mvcc_txn_result {
     size_t responses_count;
 } mvcc_txn_result;
 
+/* An alarm command's effect: changed is false when activating an alarm
+ * already active or deactivating one that is not (etcd then lists no alarm
+ * in its AlarmResponse; otherwise it lists the request's member and alarm). */
+typedef struct mvcc_alarm_result {
+    bool changed;
+} mvcc_alarm_result;
+
 /* What applying one command produced. revision is the store's revision after
  * the apply (etcd's header.revision). */
 typedef struct mvcc_response {
@@ -230,6 +258,7 @@ typedef struct mvcc_response {
         mvcc_put_result put;
         mvcc_delete_result del;
         mvcc_txn_result txn;
+        mvcc_alarm_result alarm;
     } u;
     void *arena; /* private */
 } mvcc_response;
@@ -273,9 +302,9 @@ void mvcc_db_size(const mvcc_store *store, int64_t *size_bytes, int64_t *in_use_
  * max(#compares, #success, #failure) > max_txn_ops, and a nested txn is held
  * to max_txn_ops minus its parent's count), and FL_ERR_INVALID for a put with
  * ignore_value and a value ("etcdserver: value is provided"), with
- * ignore_lease and a lease ("etcdserver: lease is provided"), or an op of
- * unknown type. The first failing check in etcd's order names the error.
- * Errors that depend on state (compacted, future revision, lease not found)
+ * ignore_lease and a lease ("etcdserver: lease is provided"), an op of
+ * unknown type, or an alarm with an unknown action or alarm type. The first failing check in etcd's
+ * order names the error. Errors that depend on state (compacted, future revision, lease not found)
  * come from apply. */
 fl_err mvcc_request_validate(const mvcc_request *request, size_t max_txn_ops);
 
@@ -309,12 +338,10 @@ fl_err mvcc_request_encode(const mvcc_request *request, uint8_t **out, size_t *o
  * applied index still advances, nothing else changes (every member decides
  * the same way).
  * LMDB failures: FL_ERR_IO / FL_ERR_NOSPACE / FL_ERR_NOMEM mean the store
- * did not advance. Outside a batch, a full LMDB map is reported as
- * FL_ERR_NO_SPACE_QUOTA with the entry recorded as applied (no effect).
- * Inside a batch, any LMDB failure (a full map included) rolls the whole
- * batch back at once: later applies return the same error, and
- * mvcc_batch_commit reports it; replay those entries one by one outside a
- * batch.
+ * did not advance. A full LMDB map is FL_ERR_IO (a store failure: the server
+ * must stop, not skip the entry; raise map_size_bytes and restart).
+ * Inside a batch, any LMDB failure rolls the whole batch back at once: later
+ * applies return the same error, and mvcc_batch_commit reports it.
  * An index <= mvcc_applied_index() gives FL_ERR_INVALID and no effect.
  * In a txn response, nested range results use the response's memory (their
  * arena is NULL) and carry the revision seen inside the txn, like etcd's
@@ -335,6 +362,70 @@ void mvcc_batch_abort(mvcc_store *store);
 /* Advances the applied index over an entry that carries no command (a raft
  * no-op or configuration entry). */
 fl_err mvcc_apply_noop(mvcc_store *store, uint64_t index);
+
+/* The active alarms, sorted by (member_id, alarm), from the last committed
+ * state. On FL_OK *out is malloc'ed and owned by the caller (free()), NULL
+ * when *count is 0. Errors: FL_ERR_NOMEM, FL_ERR_IO, FL_ERR_CORRUPT.
+ * While any NOSPACE alarm is active, applying a Put, or a Txn with a put in
+ * either branch (nested txns included), fails with FL_ERR_NO_SPACE_QUOTA
+ * (request-level: the index advances, nothing else changes), as etcd 3.4's
+ * capped applier; deletes, compactions, reads, alarms still work. The server
+ * proposes ACTIVATE {its member id, NOSPACE} after a write is refused for
+ * quota (unless one is active), and Maintenance.Alarm DEACTIVATE disarms. */
+typedef struct mvcc_alarm {
+    uint64_t member_id;
+    mvcc_alarm_type alarm;
+} mvcc_alarm;
+fl_err mvcc_alarms(mvcc_store *store, mvcc_alarm **out, size_t *count);
+
+/* Server metadata (raft applied term, membership, configuration): a small
+ * named record kept in the same LMDB as the applied index, so a snapshot
+ * carries it and a crash keeps the two consistent. name: 1..200 bytes
+ * (NUL-terminated); value: up to 64 KiB (len 0 allowed).
+ * mvcc_put_meta writes in the open batch's txn (committed or rolled back
+ * with it; a poisoned batch returns its error), or in a txn of its own
+ * outside a batch. It does not move the applied index. Errors:
+ * FL_ERR_INVALID (bad name/size), LMDB failures as for mvcc_apply (inside a
+ * batch they poison it).
+ * mvcc_get_meta returns an owned copy in *value (free(); never NULL on
+ * FL_OK, even for len 0) or FL_ERR_NOT_FOUND. On the applier thread inside
+ * a batch it sees the batch's writes; otherwise the last committed value. */
+fl_err mvcc_put_meta(mvcc_store *store, const char *name, const void *value, size_t len);
+fl_err mvcc_get_meta(const mvcc_store *store, const char *name, void **value, size_t *len);
+
+/* Maintenance.HashKV: a CRC-32C over every key version with mod revision
+ * <= revision (0 = the current one) that survives compaction at the
+ * compacted revision, in revision order, in a canonical encoding (hash.c).
+ * Members with the same applied log get the same hash however they were
+ * batched, restarted, or how far their lazy compaction has got. Reads the last
+ * committed state. Fills *compact_revision (0 if none) and *hash_revision
+ * (the revision hashed up to). Errors: FL_ERR_COMPACTED (0 < revision <=
+ * compacted, as etcd), FL_ERR_FUTURE_REV (revision > current),
+ * FL_ERR_INVALID (revision < 0), FL_ERR_IO/FL_ERR_CORRUPT. Cost: a walk of
+ * the whole rev DB up to revision. */
+fl_err mvcc_hash_kv(mvcc_store *store, int64_t revision, uint32_t *hash, int64_t *compact_revision,
+                    int64_t *hash_revision);
+
+/* Snapshots.
+ * mvcc_snapshot_write writes a consistent, compacted copy of the whole
+ * environment (every version, the state, the server metadata) to fd, as an
+ * LMDB data file, and reports in *applied_index the applied index it holds
+ * (the last committed one when the copy began; an open batch is not in it).
+ * It does not fsync fd. Threads: it may run on any thread, concurrently
+ * with applies and reads (it uses its own LMDB read txn and threads); it
+ * holds up commits only until the copy has begun (its first 1 MiB); while
+ * it runs, LMDB cannot reuse pages freed after it began, so the file may
+ * grow. It must not overlap mvcc_open/mvcc_close. Errors: FL_ERR_IO,
+ * FL_ERR_NOSPACE, FL_ERR_NOMEM; then fd holds garbage.
+ * mvcc_snapshot_install, with the store of db_dir closed (no mvcc_store open
+ * on it, in any process), checks that snapshot_file holds a store
+ * (FL_ERR_CORRUPT if not, nothing changed), fsyncs it, renames it over
+ * db_dir/data.mdb, removes db_dir/lock.mdb and fsyncs db_dir: after a crash
+ * db_dir holds the old store or the new one. snapshot_file must be on
+ * db_dir's file system (FL_ERR_INVALID otherwise); it is consumed on
+ * success. Then mvcc_open(db_dir) opens the snapshot's state. */
+fl_err mvcc_snapshot_write(mvcc_store *store, int fd, uint64_t *applied_index);
+fl_err mvcc_snapshot_install(const char *db_dir, const char *snapshot_file);
 
 /* Reads, at req->revision or the current one, from the last committed state
  * (applies of a batch that is still open are not visible). Errors:

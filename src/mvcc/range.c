@@ -98,8 +98,8 @@ typedef struct scan_state {
 static fl_err scan_accept(scan_state *s, const mvcc_hit *hit)
 {
     s->total++;
-    if (s->store->hits.count < s->max_keep) {
-        return hits_push(&s->store->hits, hit);
+    if (s->view->hits->count < s->max_keep) {
+        return hits_push(s->view->hits, hit);
     }
     return FL_OK;
 }
@@ -122,7 +122,7 @@ static int hit_key_cmp(const void *a, const void *b)
 static fl_err scan_long_group(scan_state *s, MDB_val *k, MDB_val *v, bool *stop)
 {
     const mvcc_view *view = s->view;
-    mvcc_hits *hits = &s->store->hits;
+    mvcc_hits *hits = s->view->hits;
     uint8_t prefix[MVCC_IKEY_PREFIX];
     memcpy(prefix, k->mv_data, MVCC_IKEY_PREFIX);
     size_t base = hits->count;
@@ -219,7 +219,7 @@ fl_err mvcc_scan(mvcc_store *store, const mvcc_view *view, mvcc_bytes key, mvcc_
                     .end = range_end,
                     .rev = rev,
                     .max_keep = max_keep};
-    store->hits.count = 0;
+    view->hits->count = 0;
     *total = 0;
     fl_err err = FL_OK;
     if (range_end.len == 0) {
@@ -471,8 +471,8 @@ fl_err mvcc_range_in(mvcc_store *store, const mvcc_view *view, const mvcc_range_
     if (req->sort_target != MVCC_SORT_BY_KEY && order == MVCC_SORT_NONE) {
         order = MVCC_SORT_ASCEND; /* etcd's rule: a non-key target sorts ascending */
     }
-    size_t n = store->hits.count;
-    err = range_select(view, req, order, &store->hits, &n);
+    size_t n = view->hits->count;
+    err = range_select(view, req, order, view->hits, &n);
     if (err != FL_OK) {
         return err;
     }
@@ -480,5 +480,5 @@ fl_err mvcc_range_in(mvcc_store *store, const mvcc_view *view, const mvcc_range_
         n = (size_t)req->limit;
         result->more = true;
     }
-    return range_emit(view, req, &store->hits, n, arena, result);
+    return range_emit(view, req, view->hits, n, arena, result);
 }

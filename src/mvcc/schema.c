@@ -22,7 +22,13 @@ fl_err mvcc_lmdb_err(int rc)
     case MDB_SUCCESS:
         return FL_OK;
     case MDB_MAP_FULL:
-        return FL_ERR_NO_SPACE_QUOTA;
+        /* Never "applied with no effect": whether the map fills depends on
+         * page layout and free pages held by readers, not on the log, so one
+         * member could skip a write another applies. A store failure. */
+        FL_LOG_ERRORF("mvcc", "LMDB map full",
+                      "hint=\"the quota (logical bytes) must stay well below the map size; "
+                      "raise mvcc_options.map_size_bytes and restart\"");
+        return FL_ERR_IO;
     case ENOSPC:
     case EDQUOT:
         return FL_ERR_NOSPACE;

@@ -11,9 +11,10 @@
  * Errors: a request-level error (compacted, future revision, lease not
  * found, key not found, quota, corrupt payload) happens before any write, so
  * the txn stays good and the applied index advances. An LMDB failure breaks
- * the txn: outside a batch it is aborted (for a full map the entry is then
- * recorded as applied with FL_ERR_NO_SPACE_QUOTA in a fresh txn); inside a
- * batch it poisons the batch, which mvcc_batch_commit then reports.
+ * the txn: outside a batch it is aborted, inside a batch it poisons the
+ * batch, which mvcc_batch_commit then reports. A full LMDB map is such a
+ * failure (FL_ERR_IO), never "applied with no effect": whether the map
+ * fills is not a function of the log.
  */
 #include <assert.h>
 #include <errno.h>
@@ -26,16 +27,24 @@
 
 #define DEFAULT_MAP_SIZE      (8ull << 30)
 #define DEFAULT_QUOTA         (2ull << 30)
-#define STATE_LEN             52
+#define STATE_LEN_V1          52
+#define STATE_LEN             60
 #define DEFAULT_COMPACT_CHUNK 10000
-#define QUOTA_PUT_OVERHEAD    128
+/* Idle readers kept for reuse (more may exist while reads run). */
+#define READER_POOL_MAX 8
+/* Server metadata names: short, so "srv/" + name is a valid LMDB key. */
+#define META_NAME_MAX  200
+#define META_VALUE_MAX (64u << 10)
 /* A commit that fails with EIO while the file system has less than this
  * free is reported as FL_ERR_NOSPACE (see commit_err). Generous because other
  * writers on the same file system (the WAL cutting a failed append back) may
  * free some space between LMDB's failure and the check. */
 #define DISK_FULL_SLACK_BYTES (64ull << 20)
 
-static const char STATE_KEY[] = "state";
+const char MVCC_STATE_KEY[] = "state";
+
+static void readers_free(mvcc_store *store);
+static const char META_PREFIX[] = "srv/";
 
 static void state_encode(uint8_t out[STATE_LEN], const mvcc_state *st)
 {
@@ -49,16 +58,24 @@ static void state_encode(uint8_t out[STATE_LEN], const mvcc_state *st)
     mvcc_put_u64(out + 28, st->next_long_seq);
     mvcc_put_u64(out + 36, st->compact_scan_main);
     mvcc_put_u64(out + 44, st->compact_scan_sub);
+    mvcc_put_u64(out + 52, st->logical_bytes);
 }
 
-static fl_err state_decode(const MDB_val *v, mvcc_state *st)
+/* *upgrade is set for a format 1 record, which has no logical byte count
+ * (the caller recounts it). */
+fl_err mvcc_state_decode(const MDB_val *v, mvcc_state *st, bool *upgrade)
 {
     const uint8_t *p = v->mv_data;
-    if (v->mv_size != STATE_LEN || p[0] != 0 || p[1] != 0 || p[2] != 0) {
+    *upgrade = false;
+    if (v->mv_size < 4 || p[0] != 0 || p[1] != 0 || p[2] != 0) {
         return FL_ERR_CORRUPT;
     }
-    if (p[3] != MVCC_FORMAT_VERSION) {
+    if (p[3] == 1 && v->mv_size == STATE_LEN_V1) {
+        *upgrade = true;
+    } else if (p[3] != MVCC_FORMAT_VERSION) {
         FL_LOG_ERRORF("mvcc", "unknown store format", "format=%u", p[3]);
+        return FL_ERR_CORRUPT;
+    } else if (v->mv_size != STATE_LEN) {
         return FL_ERR_CORRUPT;
     }
     st->applied_index = mvcc_get_u64(p + 4);
@@ -67,6 +84,7 @@ static fl_err state_decode(const MDB_val *v, mvcc_state *st)
     st->next_long_seq = mvcc_get_u64(p + 28);
     st->compact_scan_main = mvcc_get_u64(p + 36);
     st->compact_scan_sub = mvcc_get_u64(p + 44);
+    st->logical_bytes = *upgrade ? 0 : mvcc_get_u64(p + 52);
     if (st->current_revision < 1 || st->compact_revision < -1 ||
         st->compact_revision > st->current_revision) {
         return FL_ERR_CORRUPT;
@@ -78,7 +96,7 @@ static fl_err state_write(mvcc_store *store)
 {
     uint8_t buf[STATE_LEN];
     state_encode(buf, &store->work);
-    MDB_val k = {sizeof STATE_KEY - 1, (void *)STATE_KEY};
+    MDB_val k = {sizeof MVCC_STATE_KEY - 1, (void *)MVCC_STATE_KEY};
     MDB_val v = {sizeof buf, buf};
     return mvcc_lmdb_err(mdb_put(store->wtxn, store->dbi_meta, &k, &v, 0));
 }
@@ -99,6 +117,7 @@ static fl_err write_begin(mvcc_store *store)
     v->txn = store->wtxn;
     v->dbi_rev = store->dbi_rev;
     v->dbi_kidx = store->dbi_kidx;
+    v->hits = &store->hits;
     rc = mdb_cursor_open(store->wtxn, store->dbi_kidx, &v->kidx);
     if (rc == 0) {
         rc = mdb_cursor_open(store->wtxn, store->dbi_rev, &v->rev);
@@ -109,7 +128,18 @@ static fl_err write_begin(mvcc_store *store)
         return mvcc_lmdb_err(rc);
     }
     store->work = store->committed;
+    pthread_mutex_lock(&store->pub_mu);
+    store->writer = pthread_self();
+    store->writer_active = true;
+    pthread_mutex_unlock(&store->pub_mu);
     return FL_OK;
+}
+
+static void writer_clear(mvcc_store *store)
+{
+    pthread_mutex_lock(&store->pub_mu);
+    store->writer_active = false;
+    pthread_mutex_unlock(&store->pub_mu);
 }
 
 static void write_abort(mvcc_store *store)
@@ -117,6 +147,7 @@ static void write_abort(mvcc_store *store)
     if (store->wtxn != NULL) {
         mdb_txn_abort(store->wtxn); /* write-txn cursors go with it */
         store->wtxn = NULL;
+        writer_clear(store);
     }
     memset(&store->wview, 0, sizeof store->wview);
     store->work = store->committed;
@@ -151,18 +182,49 @@ static fl_err write_commit(mvcc_store *store)
         write_abort(store);
         return err;
     }
+    pthread_mutex_lock(&store->commit_mu);
     int rc = mdb_txn_commit(store->wtxn);
+    if (rc == 0) {
+        store->committed = store->work;
+    }
+    pthread_mutex_lock(&store->pub_mu);
+    store->published = store->committed;
+    store->writer_active = false;
+    pthread_mutex_unlock(&store->pub_mu);
+    pthread_mutex_unlock(&store->commit_mu);
     store->wtxn = NULL;
     memset(&store->wview, 0, sizeof store->wview);
     if (rc != 0) {
         store->work = store->committed;
         return commit_err(store, rc);
     }
-    store->committed = store->work;
     return FL_OK;
 }
 
 /* ---- open / close --------------------------------------------------------- */
+
+/* The logical byte count of a format 1 store: every version in rev. A
+ * function of the stored versions only, so every member gets the same. */
+static fl_err count_logical_bytes(const mvcc_store *store, MDB_txn *txn, uint64_t *out)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, store->dbi_rev, &cur);
+    if (rc != 0) {
+        return mvcc_lmdb_err(rc);
+    }
+    uint64_t total = 0;
+    MDB_val k, v;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        total += MVCC_VERSION_BYTES(v.mv_size);
+    }
+    mdb_cursor_close(cur);
+    if (rc != MDB_NOTFOUND) {
+        return mvcc_lmdb_err(rc);
+    }
+    *out = total;
+    return FL_OK;
+}
 
 static fl_err open_dbs(mvcc_store *store)
 {
@@ -180,11 +242,27 @@ static fl_err open_dbs(mvcc_store *store)
     }
     fl_err err = mvcc_lmdb_err(rc);
     if (err == FL_OK) {
-        MDB_val k = {sizeof STATE_KEY - 1, (void *)STATE_KEY};
+        MDB_val k = {sizeof MVCC_STATE_KEY - 1, (void *)MVCC_STATE_KEY};
         MDB_val v;
         rc = mdb_get(txn, store->dbi_meta, &k, &v);
+        bool upgrade = false;
         if (rc == 0) {
-            err = state_decode(&v, &store->committed);
+            err = mvcc_state_decode(&v, &store->committed, &upgrade);
+        }
+        if (rc == 0 && err != FL_OK) {
+            FL_LOG_ERRORF("mvcc", "bad state record", "len=%zu", v.mv_size);
+        } else if (rc == 0 && !upgrade) {
+            /* the usual case: nothing to do */
+        } else if (rc == 0) {
+            err = count_logical_bytes(store, txn, &store->committed.logical_bytes);
+            if (err == FL_OK) {
+                uint8_t buf[STATE_LEN];
+                state_encode(buf, &store->committed);
+                MDB_val nv = {sizeof buf, buf};
+                err = mvcc_lmdb_err(mdb_put(txn, store->dbi_meta, &k, &nv, 0));
+                FL_LOG_INFOF("mvcc", "store upgraded to format 2", "logical_bytes=%llu",
+                             (unsigned long long)store->committed.logical_bytes);
+            }
         } else if (rc == MDB_NOTFOUND) {
             /* A new store: revision 1 and nothing compacted, as etcd. */
             store->committed = (mvcc_state){.applied_index = 0,
@@ -199,6 +277,9 @@ static fl_err open_dbs(mvcc_store *store)
             err = mvcc_lmdb_err(rc);
         }
     }
+    if (err == FL_OK) {
+        err = mvcc_alarm_count_nospace(store, txn, &store->committed.nospace_alarms);
+    }
     if (err != FL_OK) {
         mdb_txn_abort(txn);
         return err;
@@ -208,6 +289,7 @@ static fl_err open_dbs(mvcc_store *store)
         return mvcc_lmdb_err(rc);
     }
     store->work = store->committed;
+    store->published = store->committed;
     return FL_OK;
 }
 
@@ -227,11 +309,25 @@ fl_err mvcc_open(const char *dir, const mvcc_options *options, mvcc_store **out)
         /* Room for the quota plus free pages held by readers. */
         map_size = store->quota_bytes / 4 * 5;
     }
+    store->map_size = map_size;
     store->scratch = mvcc_arena_new();
     if (store->scratch == NULL) {
         free(store);
         return FL_ERR_NOMEM;
     }
+    if (pthread_mutex_init(&store->commit_mu, NULL) != 0) {
+        mvcc_arena_free(store->scratch);
+        free(store);
+        return FL_ERR_NOMEM;
+    }
+    if (pthread_mutex_init(&store->pub_mu, NULL) != 0 ||
+        pthread_mutex_init(&store->pool_mu, NULL) != 0) {
+        pthread_mutex_destroy(&store->commit_mu);
+        mvcc_arena_free(store->scratch);
+        free(store);
+        return FL_ERR_NOMEM;
+    }
+    store->mutexes_ready = true;
     int rc = mdb_env_create(&store->env);
     if (rc != 0) {
         store->env = NULL;
@@ -277,19 +373,16 @@ void mvcc_close(mvcc_store *store)
         return;
     }
     write_abort(store);
-    if (store->rtxn != NULL) {
-        if (store->rview.kidx != NULL) {
-            mdb_cursor_close(store->rview.kidx);
-        }
-        if (store->rview.rev != NULL) {
-            mdb_cursor_close(store->rview.rev);
-        }
-        mdb_txn_abort(store->rtxn);
-    }
+    readers_free(store);
     if (store->env != NULL) {
         /* A clean close makes the last applies durable; replay is shorter. */
         mdb_env_sync(store->env, 1);
         mdb_env_close(store->env);
+    }
+    if (store->mutexes_ready) {
+        pthread_mutex_destroy(&store->pool_mu);
+        pthread_mutex_destroy(&store->pub_mu);
+        pthread_mutex_destroy(&store->commit_mu);
     }
     mvcc_arena_free(store->scratch);
     free(store->hits.items);
@@ -308,71 +401,153 @@ fl_err mvcc_sync(mvcc_store *store)
     return rc == ENOSPC ? FL_ERR_NOSPACE : FL_ERR_IO;
 }
 
+/* The state another thread may see: the last committed one. */
+static mvcc_state published_state(const mvcc_store *store)
+{
+    mvcc_store *s = (mvcc_store *)store; /* the mutex is internal state */
+    pthread_mutex_lock(&s->pub_mu);
+    mvcc_state st = s->published;
+    pthread_mutex_unlock(&s->pub_mu);
+    return st;
+}
+
 uint64_t mvcc_applied_index(const mvcc_store *store)
 {
-    return store->wtxn != NULL ? store->work.applied_index : store->committed.applied_index;
+    mvcc_store *s = (mvcc_store *)store;
+    pthread_mutex_lock(&s->pub_mu);
+    /* The applier with a write txn open sees its own applies (it numbers the
+     * next entry from this); work is its own data, so reading it here races
+     * with nothing. Everyone else sees the last commit. */
+    uint64_t index = s->writer_active && pthread_equal(s->writer, pthread_self())
+                         ? s->work.applied_index
+                         : s->published.applied_index;
+    pthread_mutex_unlock(&s->pub_mu);
+    return index;
 }
 
 int64_t mvcc_current_revision(const mvcc_store *store)
 {
-    return store->committed.current_revision;
+    return published_state(store).current_revision;
 }
 
 int64_t mvcc_compact_revision(const mvcc_store *store)
 {
-    return store->committed.compact_revision < 0 ? 0 : store->committed.compact_revision;
+    int64_t rev = published_state(store).compact_revision;
+    return rev < 0 ? 0 : rev;
 }
 
-/* ---- read txn ------------------------------------------------------------ */
+/* ---- readers --------------------------------------------------------------- */
 
-static fl_err read_begin(mvcc_store *store)
+/* Readers are pooled: one is taken per read call (so calls on different
+ * threads never share one; LMDB lets a txn move between threads with
+ * MDB_NOTLS), reset and renewed rather than reopened. */
+
+static void reader_free(mvcc_reader *r)
 {
+    if (r == NULL) {
+        return;
+    }
+    /* cursors of a read txn are closed explicitly (LMDB does not) */
+    if (r->view.kidx != NULL) {
+        mdb_cursor_close(r->view.kidx);
+    }
+    if (r->view.rev != NULL) {
+        mdb_cursor_close(r->view.rev);
+    }
+    if (r->txn != NULL) {
+        mdb_txn_abort(r->txn);
+    }
+    free(r->hits.items);
+    free(r);
+}
+
+static void readers_free(mvcc_store *store)
+{
+    while (store->pool != NULL) {
+        mvcc_reader *r = store->pool;
+        store->pool = r->next;
+        reader_free(r);
+    }
+    store->pool_count = 0;
+}
+
+static fl_err reader_state(mvcc_store *store, mvcc_reader *r)
+{
+    MDB_val k = {sizeof MVCC_STATE_KEY - 1, (void *)MVCC_STATE_KEY};
+    MDB_val v;
+    int rc = mdb_get(r->txn, store->dbi_meta, &k, &v);
+    if (rc != 0) {
+        return rc == MDB_NOTFOUND ? FL_ERR_CORRUPT : mvcc_lmdb_err(rc);
+    }
+    bool upgrade;
+    return mvcc_state_decode(&v, &r->state, &upgrade);
+}
+
+fl_err mvcc_reader_get(mvcc_store *store, mvcc_reader **out)
+{
+    *out = NULL;
+    pthread_mutex_lock(&store->pool_mu);
+    mvcc_reader *r = store->pool;
+    if (r != NULL) {
+        store->pool = r->next;
+        store->pool_count--;
+    }
+    pthread_mutex_unlock(&store->pool_mu);
     int rc;
-    if (store->rtxn == NULL) {
-        rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &store->rtxn);
-        if (rc != 0) {
-            store->rtxn = NULL;
-            return mvcc_lmdb_err(rc);
-        }
-        store->rview.txn = store->rtxn;
-        store->rview.dbi_rev = store->dbi_rev;
-        store->rview.dbi_kidx = store->dbi_kidx;
-        rc = mdb_cursor_open(store->rtxn, store->dbi_kidx, &store->rview.kidx);
+    if (r != NULL) {
+        rc = mdb_txn_renew(r->txn);
         if (rc == 0) {
-            rc = mdb_cursor_open(store->rtxn, store->dbi_rev, &store->rview.rev);
+            rc = mdb_cursor_renew(r->txn, r->view.kidx);
+        }
+        if (rc == 0) {
+            rc = mdb_cursor_renew(r->txn, r->view.rev);
         }
     } else {
-        rc = mdb_txn_renew(store->rtxn);
+        r = calloc(1, sizeof *r); /* owned by the pool or the caller */
+        if (r == NULL) {
+            return FL_ERR_NOMEM;
+        }
+        rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &r->txn);
+        if (rc != 0) {
+            r->txn = NULL;
+        }
+        r->view.txn = r->txn;
+        r->view.dbi_rev = store->dbi_rev;
+        r->view.dbi_kidx = store->dbi_kidx;
+        r->view.hits = &r->hits;
         if (rc == 0) {
-            rc = mdb_cursor_renew(store->rtxn, store->rview.kidx);
+            rc = mdb_cursor_open(r->txn, store->dbi_kidx, &r->view.kidx);
         }
         if (rc == 0) {
-            rc = mdb_cursor_renew(store->rtxn, store->rview.rev);
+            rc = mdb_cursor_open(r->txn, store->dbi_rev, &r->view.rev);
         }
     }
-    if (rc != 0 && (store->rview.kidx == NULL || store->rview.rev == NULL)) {
-        /* the first open failed part way: drop it all, so the next read
-         * opens afresh instead of renewing a cursor that does not exist */
-        if (store->rview.kidx != NULL)
-            mdb_cursor_close(store->rview.kidx);
-        mdb_txn_abort(store->rtxn);
-        store->rtxn = NULL;
-        memset(&store->rview, 0, sizeof store->rview);
-        return mvcc_lmdb_err(rc);
+    fl_err err = mvcc_lmdb_err(rc);
+    if (err == FL_OK) {
+        err = reader_state(store, r);
     }
-    if (rc != 0) {
-        mdb_txn_reset(store->rtxn);
-        return mvcc_lmdb_err(rc);
+    if (err != FL_OK) {
+        reader_free(r); /* whatever failed, start afresh next time */
+        return err;
     }
-    store->rtxn_started = true;
+    *out = r;
     return FL_OK;
 }
 
-static void read_end(mvcc_store *store)
+void mvcc_reader_put(mvcc_store *store, mvcc_reader *r)
 {
-    if (store->rtxn_started) {
-        mdb_txn_reset(store->rtxn);
-        store->rtxn_started = false;
+    mdb_txn_reset(r->txn);
+    mvcc_hits_trim(&r->hits);
+    pthread_mutex_lock(&store->pool_mu);
+    bool keep = store->pool_count < READER_POOL_MAX;
+    if (keep) {
+        r->next = store->pool;
+        store->pool = r;
+        store->pool_count++;
+    }
+    pthread_mutex_unlock(&store->pool_mu);
+    if (!keep) {
+        reader_free(r);
     }
 }
 
@@ -383,12 +558,12 @@ fl_err mvcc_range(mvcc_store *store, const mvcc_range_req *req, mvcc_range_resul
     if (arena == NULL) {
         return FL_ERR_NOMEM;
     }
-    fl_err err = read_begin(store);
+    mvcc_reader *r;
+    fl_err err = mvcc_reader_get(store, &r);
     if (err == FL_OK) {
-        err = mvcc_range_in(store, &store->rview, req, store->committed.current_revision,
-                            store->committed.compact_revision, arena, result);
-        read_end(store);
-        mvcc_hits_trim(&store->hits);
+        err = mvcc_range_in(store, &r->view, req, r->state.current_revision,
+                            r->state.compact_revision, arena, result);
+        mvcc_reader_put(store, r);
     }
     if (err != FL_OK) {
         mvcc_arena_free(arena);
@@ -417,22 +592,31 @@ static int64_t bytes_in_use(const mvcc_store *store, MDB_txn *txn)
 
 void mvcc_db_size(const mvcc_store *store, int64_t *size_bytes, int64_t *in_use_bytes)
 {
-    mvcc_store *s = (mvcc_store *)store; /* the read txn is internal state */
+    mvcc_store *s = (mvcc_store *)store; /* the reader pool is internal state */
     MDB_envinfo info;
     *size_bytes = 0;
     *in_use_bytes = 0;
     if (mdb_env_info(s->env, &info) == 0) {
         *size_bytes = (int64_t)(info.me_last_pgno + 1) * (int64_t)s->page_size;
     }
-    if (read_begin(s) == FL_OK) {
-        *in_use_bytes = bytes_in_use(s, s->rtxn);
-        read_end(s);
+    mvcc_reader *r;
+    if (mvcc_reader_get(s, &r) == FL_OK) {
+        *in_use_bytes = bytes_in_use(s, r->txn);
+        mvcc_reader_put(s, r);
     }
 }
 
 /* ---- apply --------------------------------------------------------------- */
 
 static uint64_t cost_ops(const mvcc_op *ops, size_t n);
+
+/* What a put adds to the logical byte count (an ignore_value put is
+ * charged its request, as etcd charges the request size). */
+static uint64_t put_cost(const mvcc_put_req *p)
+{
+    size_t head = MVCC_REC_FIXED + (p->key.len > MVCC_IKEY_PREFIX ? 8 : 0);
+    return MVCC_VERSION_BYTES(head + p->key.len + p->value.len);
+}
 
 static uint64_t cost_txn(const mvcc_txn_req *t)
 {
@@ -446,7 +630,7 @@ static uint64_t cost_ops(const mvcc_op *ops, size_t n)
     uint64_t total = 0;
     for (size_t i = 0; i < n; i++) {
         if (ops[i].type == MVCC_OP_PUT) {
-            total += ops[i].u.put.key.len + ops[i].u.put.value.len + QUOTA_PUT_OVERHEAD;
+            total += put_cost(&ops[i].u.put);
         } else if (ops[i].type == MVCC_OP_TXN && ops[i].u.txn != NULL) {
             total += cost_txn(ops[i].u.txn);
         }
@@ -454,22 +638,27 @@ static uint64_t cost_ops(const mvcc_op *ops, size_t n)
     return total;
 }
 
-/* etcd's quota: a put or txn that would take the store past the quota
- * fails. Bytes in use (pages of the trees) rather than the file size, so the
- * answer does not depend on free pages held by readers. */
+/* etcd's quota: a put or txn (with puts) that would take the store to the
+ * quota or past it fails. Measured in logical bytes (internal.h), part of
+ * the replicated state, so every member decides the same way; LMDB's page
+ * counts depend on page size, layout and history and could differ. */
 static fl_err quota_check(mvcc_store *store, const mvcc_request *req)
 {
     uint64_t cost = 0;
     if (req->type == MVCC_REQ_PUT) {
-        cost = req->u.put.key.len + req->u.put.value.len + QUOTA_PUT_OVERHEAD;
+        cost = put_cost(&req->u.put);
     } else if (req->type == MVCC_REQ_TXN) {
         cost = cost_txn(&req->u.txn);
     }
     if (cost == 0) {
         return FL_OK;
     }
-    uint64_t in_use = (uint64_t)bytes_in_use(store, store->wtxn);
-    if (in_use + cost >= store->quota_bytes) {
+    if (store->work.nospace_alarms > 0) {
+        /* etcd's capped applier: no puts while space is short */
+        return FL_ERR_NO_SPACE_QUOTA;
+    }
+    uint64_t in_use = store->work.logical_bytes;
+    if (in_use >= store->quota_bytes || cost >= store->quota_bytes - in_use) {
         return FL_ERR_NO_SPACE_QUOTA;
     }
     return FL_OK;
@@ -505,7 +694,7 @@ static fl_err run_request(mvcc_store *store, const mvcc_request *req, mvcc_respo
         .arena = arena,
     };
     resp->type = req->type;
-    switch (req->type) {
+    switch ((int)req->type) {
     case MVCC_REQ_PUT:
         err = mvcc_apply_put(&w, &req->u.put, &resp->u.put);
         break;
@@ -519,15 +708,17 @@ static fl_err run_request(mvcc_store *store, const mvcc_request *req, mvcc_respo
         err =
             mvcc_apply_compact(store, &store->wview, req->u.compact.revision, store->compact_chunk);
         break;
+    case MVCC_REQ_ALARM:
+        err = mvcc_apply_alarm(store, &req->u.alarm, &resp->u.alarm);
+        break;
     default:
         err = FL_ERR_CORRUPT;
     }
     if (err != FL_OK) {
         /* Errors from LMDB (or memory) can come after writes: they break the
          * txn. The others are raised before anything is written. */
-        *request_level =
-            !(err == FL_ERR_IO || err == FL_ERR_NOSPACE || err == FL_ERR_NOMEM ||
-              err == FL_ERR_CORRUPT || err == FL_ERR_NO_SPACE_QUOTA || err == FL_ERR_TOO_LARGE);
+        *request_level = !(err == FL_ERR_IO || err == FL_ERR_NOSPACE || err == FL_ERR_NOMEM ||
+                           err == FL_ERR_CORRUPT || err == FL_ERR_TOO_LARGE);
         assert(!*request_level || w.sub == 0);
         mvcc_arena_free(arena);
         memset(resp, 0, sizeof *resp);
@@ -547,8 +738,9 @@ static int64_t compact_step_budget(const mvcc_store *store)
     return budget > 0 ? budget : 1;
 }
 
-/* Outside a batch: the entry could not be applied (map full), so record it
- * as applied with no effect in a txn of its own. */
+/* Outside a batch: the entry cannot be applied on any member (a key or
+ * value LMDB refuses: a function of the request), so record it as applied
+ * with no effect in a txn of its own. */
 static fl_err record_index_only(mvcc_store *store, uint64_t index)
 {
     fl_err err = write_begin(store);
@@ -587,12 +779,20 @@ fl_err mvcc_apply(mvcc_store *store, uint64_t index, const uint8_t *payload, siz
                      payload_len);
     }
     if (!request_level) {
+        if (err == FL_ERR_IO) {
+            FL_LOG_ERRORF("mvcc", "apply failed: store failure",
+                          "index=%llu map_size=%llu "
+                          "quota=%llu logical_bytes=%llu",
+                          (unsigned long long)index, (unsigned long long)store->map_size,
+                          (unsigned long long)store->quota_bytes,
+                          (unsigned long long)store->work.logical_bytes);
+        }
         write_abort(store);
         if (store->in_batch) {
             store->batch_error = err;
             return err;
         }
-        if (err == FL_ERR_NO_SPACE_QUOTA || err == FL_ERR_TOO_LARGE) {
+        if (err == FL_ERR_TOO_LARGE) {
             fl_err rec = record_index_only(store, index);
             return rec == FL_OK ? err : rec;
         }
@@ -679,6 +879,93 @@ void mvcc_batch_abort(mvcc_store *store)
     write_abort(store);
     store->in_batch = false;
     store->batch_error = FL_OK;
+}
+
+/* ---- server metadata ------------------------------------------------------ */
+
+static bool meta_key(const char *name, char *buf, size_t cap, MDB_val *k)
+{
+    size_t n = name != NULL ? strnlen(name, META_NAME_MAX + 1) : 0;
+    if (n == 0 || n > META_NAME_MAX || sizeof META_PREFIX - 1 + n > cap) {
+        return false;
+    }
+    memcpy(buf, META_PREFIX, sizeof META_PREFIX - 1);
+    memcpy(buf + sizeof META_PREFIX - 1, name, n);
+    k->mv_size = sizeof META_PREFIX - 1 + n;
+    k->mv_data = buf;
+    return true;
+}
+
+fl_err mvcc_put_meta(mvcc_store *store, const char *name, const void *value, size_t len)
+{
+    char kbuf[sizeof META_PREFIX + META_NAME_MAX];
+    MDB_val k;
+    if (!meta_key(name, kbuf, sizeof kbuf, &k) || len > META_VALUE_MAX ||
+        (value == NULL && len > 0)) {
+        return FL_ERR_INVALID;
+    }
+    if (store->in_batch && store->batch_error != FL_OK) {
+        return store->batch_error;
+    }
+    fl_err err = write_begin(store);
+    if (err != FL_OK) {
+        return err;
+    }
+    MDB_val v = {len, (void *)value};
+    err = mvcc_lmdb_err(mdb_put(store->wtxn, store->dbi_meta, &k, &v, 0));
+    if (err != FL_OK) {
+        write_abort(store);
+        if (store->in_batch) {
+            store->batch_error = err; /* the txn is broken: so is the batch */
+        }
+        return err;
+    }
+    /* The applied index stays where it is: the state record written at
+     * commit is the unchanged work state. */
+    return store->in_batch ? FL_OK : write_commit(store);
+}
+
+fl_err mvcc_get_meta(const mvcc_store *store, const char *name, void **value, size_t *len)
+{
+    *value = NULL;
+    *len = 0;
+    char kbuf[sizeof META_PREFIX + META_NAME_MAX];
+    MDB_val k;
+    if (!meta_key(name, kbuf, sizeof kbuf, &k)) {
+        return FL_ERR_INVALID;
+    }
+    /* The applier inside a batch sees its own writes; otherwise the last
+     * committed state, from a read txn of its own. */
+    MDB_txn *txn = store->wtxn;
+    bool own = txn == NULL;
+    if (own) {
+        int rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn);
+        if (rc != 0) {
+            return mvcc_lmdb_err(rc);
+        }
+    }
+    MDB_val v;
+    int rc = mdb_get(txn, store->dbi_meta, &k, &v);
+    fl_err err = FL_OK;
+    if (rc == MDB_NOTFOUND) {
+        err = FL_ERR_NOT_FOUND;
+    } else if (rc != 0) {
+        err = mvcc_lmdb_err(rc);
+    } else {
+        /* owned by the caller (free()); one byte more so len 0 is not NULL */
+        void *copy = malloc(v.mv_size + 1);
+        if (copy == NULL) {
+            err = FL_ERR_NOMEM;
+        } else {
+            memcpy(copy, v.mv_data, v.mv_size);
+            *value = copy;
+            *len = v.mv_size;
+        }
+    }
+    if (own) {
+        mdb_txn_abort(txn);
+    }
+    return err;
 }
 
 /* ---- results ------------------------------------------------------------- */

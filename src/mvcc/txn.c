@@ -123,7 +123,7 @@ static fl_err compare_one(mvcc_wctx *w, const mvcc_compare *c, bool *ok)
     if (err != FL_OK) {
         return err;
     }
-    mvcc_hits *hits = &w->store->hits;
+    mvcc_hits *hits = w->view->hits;
     if (hits->count == 0) {
         if (c->target == MVCC_CMP_VALUE) {
             return FL_OK;

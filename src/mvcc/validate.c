@@ -237,13 +237,22 @@ fl_err mvcc_request_validate_reason(const mvcc_request *request, size_t max_txn_
         reason = &ignored;
     }
     *reason = MVCC_INVALID_NONE;
-    switch (request->type) {
+    switch ((int)request->type) {
     case MVCC_REQ_PUT:
         return check_put(&request->u.put, reason);
     case MVCC_REQ_DELETE:
         return request->u.del.key.len == 0 ? FL_ERR_KEY_EMPTY : FL_OK;
     case MVCC_REQ_COMPACT:
         return FL_OK;
+    case MVCC_REQ_ALARM: {
+        const mvcc_alarm_req *a = &request->u.alarm;
+        if ((a->action != MVCC_ALARM_ACTIVATE && a->action != MVCC_ALARM_DEACTIVATE) ||
+            (a->alarm != MVCC_ALARM_NOSPACE && a->alarm != MVCC_ALARM_CORRUPT)) {
+            *reason = MVCC_INVALID_BAD_OP;
+            return FL_ERR_INVALID;
+        }
+        return FL_OK;
+    }
     case MVCC_REQ_TXN:
         break;
     default:

@@ -68,6 +68,7 @@ static fl_err write_version(mvcc_wctx *w, const uint8_t *ikey, size_t ikey_len,
     if (rc != 0) {
         return mvcc_lmdb_err(rc);
     }
+    w->store->work.logical_bytes += MVCC_VERSION_BYTES(head + key.len + value.len);
     return FL_OK;
 }
 
@@ -249,7 +250,7 @@ fl_err mvcc_write_delete(mvcc_wctx *w, const mvcc_delete_req *req, mvcc_delete_r
     if (err != FL_OK) {
         return err;
     }
-    size_t n = store->hits.count;
+    size_t n = w->view->hits->count;
     assert((int64_t)n == total);
     if (result != NULL) {
         result->deleted = total;
@@ -269,7 +270,7 @@ fl_err mvcc_write_delete(mvcc_wctx *w, const mvcc_delete_req *req, mvcc_delete_r
         }
     }
     for (size_t i = 0; i < n; i++) {
-        err = stage_key(w, &store->hits.items[i], &staged[i], prev ? &prev[i] : NULL);
+        err = stage_key(w, &w->view->hits->items[i], &staged[i], prev ? &prev[i] : NULL);
         if (err != FL_OK) {
             return err;
         }

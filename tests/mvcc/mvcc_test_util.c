@@ -154,3 +154,81 @@ char *ts_dump(tstore *ts)
     fclose(f);
     return buf;
 }
+
+uint64_t ts_rnd(uint64_t *seed)
+{
+    /* xorshift64*: small, deterministic, good enough for scripts */
+    uint64_t x = *seed;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *seed = x;
+    return x * 0x2545f4914f6cdd1dull;
+}
+
+uint64_t ts_seed(uint64_t fallback)
+{
+    const char *env = getenv("MVCC_SEED");
+    uint64_t seed = env != NULL ? strtoull(env, NULL, 0) : fallback;
+    if (seed == 0) {
+        seed = 1;
+    }
+    printf("seed=0x%llx (set MVCC_SEED to repeat)\n", (unsigned long long)seed);
+    return seed;
+}
+
+static void random_key(uint64_t *seed, char *out)
+{
+    unsigned n = (unsigned)(ts_rnd(seed) % 30);
+    if (ts_rnd(seed) % 8 == 0) {
+        /* a long key: stored under prefix + sequence */
+        memset(out, 'L', 490);
+        snprintf(out + 490, 16, "%02u", n % 4);
+    } else {
+        snprintf(out, 16, "key%02u", n);
+    }
+}
+
+void ts_random_cmd(uint64_t *seed, ts_cmd *c, int64_t current_revision)
+{
+    mvcc_request *req = &c->req;
+    random_key(seed, c->k1);
+    random_key(seed, c->k2);
+    snprintf(c->v, sizeof c->v, "v%u", (unsigned)(ts_rnd(seed) % 100000));
+    memset(req, 0, sizeof *req);
+    switch (ts_rnd(seed) % 10) {
+    case 0:
+    case 1:
+    case 2:
+    case 3:
+        req->type = MVCC_REQ_PUT;
+        req->u.put = (mvcc_put_req){.key = B(c->k1), .value = B(c->v)};
+        break;
+    case 4:
+    case 5:
+        req->type = MVCC_REQ_DELETE;
+        req->u.del = (mvcc_delete_req){.key = B(c->k1)};
+        if (strcmp(c->k1, c->k2) < 0) {
+            req->u.del.range_end = B(c->k2);
+        }
+        break;
+    case 6:
+    case 7:
+        req->type = MVCC_REQ_TXN;
+        c->cmp = (mvcc_compare){
+            .key = B(c->k1), .target = MVCC_CMP_VERSION, .result = MVCC_CMP_GREATER, .number = 1};
+        c->ops[0] = (mvcc_op){.type = MVCC_OP_PUT, .u.put = {.key = B(c->k2), .value = B(c->v)}};
+        c->ops[1] = (mvcc_op){.type = MVCC_OP_PUT, .u.put = {.key = B(c->k1), .value = B(c->v)}};
+        c->ops[2] = (mvcc_op){.type = MVCC_OP_DELETE, .u.del = {.key = B(c->k1)}};
+        req->u.txn = (mvcc_txn_req){.compares = &c->cmp,
+                                    .compares_count = 1,
+                                    .success = c->ops,
+                                    .success_count = strcmp(c->k1, c->k2) != 0 ? 2 : 1,
+                                    .failure = c->ops + 2,
+                                    .failure_count = 1};
+        break;
+    default:
+        req->type = MVCC_REQ_COMPACT;
+        req->u.compact.revision = current_revision - (int64_t)(ts_rnd(seed) % 30);
+    }
+}

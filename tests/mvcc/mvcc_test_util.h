@@ -40,6 +40,20 @@ bool ts_get(tstore *ts, const char *key, int64_t rev, char *buf, size_t cap, mvc
 /* Asserts kvs' keys equal the NULL-terminated list. */
 void assert_keys(const mvcc_range_result *res, const char *const *keys);
 
+/* A random command for scripts: puts (some with keys over 480 bytes),
+ * deletes (single and ranges), txns, compactions near the current revision.
+ * All pointers of req point into the ts_cmd. */
+typedef struct ts_cmd {
+    mvcc_request req;
+    char k1[600], k2[600], v[64];
+    mvcc_op ops[3];
+    mvcc_compare cmp;
+} ts_cmd;
+uint64_t ts_rnd(uint64_t *seed);
+void ts_random_cmd(uint64_t *seed, ts_cmd *c, int64_t current_revision);
+/* The seed for randomized tests: $MVCC_SEED if set, else `fallback`; printed. */
+uint64_t ts_seed(uint64_t fallback);
+
 /* A text dump of every key at every revision plus the counters. malloc'ed. */
 char *ts_dump(tstore *ts);
 

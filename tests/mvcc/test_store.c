@@ -249,7 +249,10 @@ static void quota_exceeded(void **state)
     ts_close(&ts);
 }
 
-static void map_full_is_survivable(void **state)
+/* A full LMDB map is a store failure: the entry is not recorded as applied
+ * (another member with more room would apply it), the error is FL_ERR_IO,
+ * and the store is left as it was, outside a batch and inside one. */
+static void map_full_is_store_failure(void **state)
 {
     (void)state;
     tstore ts;
@@ -267,12 +270,16 @@ static void map_full_is_survivable(void **state)
         err = ts_apply(&ts, &req, &resp);
         mvcc_response_free(&resp);
     }
-    assert_int_equal(err, FL_ERR_NO_SPACE_QUOTA);
-    /* The failed entry counts as applied; the store still works. */
-    assert_int_equal(mvcc_applied_index(ts.store), (uint64_t)i);
+    assert_int_equal(err, FL_ERR_IO);
+    /* The failed entry (index i) is not applied; the store still reads. */
+    assert_int_equal(mvcc_applied_index(ts.store), (uint64_t)i - 1);
     assert_int_equal(mvcc_current_revision(ts.store), i);
     char buf[8];
     assert_false(ts_get(&ts, key, 0, buf, sizeof buf, NULL));
+    static char big[sizeof value];
+    assert_true(ts_get(&ts, "k0", 0, big, sizeof big, NULL));
+    assert_string_equal(big, value);
+    ts.next_index = (uint64_t)i;
     ts_del(&ts, "k0", NULL);
 
     /* Inside a batch a full map poisons the batch. */
@@ -285,9 +292,10 @@ static void map_full_is_survivable(void **state)
         err = ts_apply(&ts, &req, &resp);
         mvcc_response_free(&resp);
     }
-    assert_int_equal(err, FL_ERR_NO_SPACE_QUOTA);
-    assert_int_equal(mvcc_apply_noop(ts.store, ts.next_index++), FL_ERR_NO_SPACE_QUOTA);
-    assert_int_equal(mvcc_batch_commit(ts.store), FL_ERR_NO_SPACE_QUOTA);
+    assert_int_equal(err, FL_ERR_IO);
+    assert_int_equal(mvcc_apply_noop(ts.store, ts.next_index++), FL_ERR_IO);
+    assert_int_equal(mvcc_put_meta(ts.store, "x", "y", 1), FL_ERR_IO);
+    assert_int_equal(mvcc_batch_commit(ts.store), FL_ERR_IO);
     assert_int_equal(mvcc_applied_index(ts.store), applied);
     assert_false(ts_get(&ts, "b0", 0, buf, sizeof buf, NULL));
     ts.next_index = applied + 1;
@@ -488,7 +496,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(batch_abort_rolls_back, setup, teardown),
         cmocka_unit_test(same_commands_same_store),
         cmocka_unit_test(quota_exceeded),
-        cmocka_unit_test(map_full_is_survivable),
+        cmocka_unit_test(map_full_is_store_failure),
         cmocka_unit_test(free_is_safe_on_zeroed_and_twice),
         cmocka_unit_test_setup_teardown(db_size_reports, setup, teardown),
         cmocka_unit_test_setup_teardown(commit_failure_rolls_back, setup, teardown),
