@@ -49,6 +49,24 @@ static const struct {
     [FL_ERR_UNIMPLEMENTED] = {API_GRPC_UNIMPLEMENTED, "etcdserver: not implemented"},
     /* etcd's ErrGRPCTooManyRequests (its proposal backlog limit). */
     [FL_ERR_BUSY] = {API_GRPC_RESOURCE_EXHAUSTED, "etcdserver: too many requests"},
+    [FL_ERR_NO_LEADER] = {API_GRPC_UNAVAILABLE, "etcdserver: no leader"},
+    [FL_ERR_LEADER_CHANGED] = {API_GRPC_UNAVAILABLE, "etcdserver: leader changed"},
+    [FL_ERR_NOT_LEADER] = {API_GRPC_FAILED_PRECONDITION, "etcdserver: not leader"},
+    [FL_ERR_MEMBER_NOT_FOUND] = {API_GRPC_NOT_FOUND, "etcdserver: member not found"},
+    [FL_ERR_PEER_URL_EXISTS] = {API_GRPC_FAILED_PRECONDITION, "etcdserver: peerURL exists"},
+    [FL_ERR_MEMBER_ID_REMOVED] = {API_GRPC_FAILED_PRECONDITION, "etcdserver: ID removed"},
+    [FL_ERR_MEMBER_NOT_LEARNER] = {API_GRPC_FAILED_PRECONDITION,
+                                   "etcdserver: can only promote a learner member"},
+    [FL_ERR_LEARNER_NOT_READY] = {API_GRPC_FAILED_PRECONDITION,
+                                  "etcdserver: can only promote a learner member which is in sync "
+                                  "with leader"},
+    [FL_ERR_NOT_ENOUGH_STARTED] = {API_GRPC_FAILED_PRECONDITION,
+                                   "etcdserver: re-configuration failed due to not enough started "
+                                   "members"},
+    [FL_ERR_TOO_MANY_LEARNERS] = {API_GRPC_FAILED_PRECONDITION,
+                                  "etcdserver: too many learner members in cluster"},
+    [FL_ERR_BAD_LEADER_TRANSFEREE] = {API_GRPC_FAILED_PRECONDITION,
+                                      "etcdserver: bad leader transferee"},
 };
 
 void api_error_status(fl_err err, int *grpc_code, const char **message)

@@ -32,6 +32,11 @@ static void handle_txn(api_call *call, ProtobufCMessage *request);
 static void handle_compact(api_call *call, ProtobufCMessage *request);
 static void handle_status(api_call *call, ProtobufCMessage *request);
 static void handle_member_list(api_call *call, ProtobufCMessage *request);
+static void handle_member_add(api_call *call, ProtobufCMessage *request);
+static void handle_member_remove(api_call *call, ProtobufCMessage *request);
+static void handle_member_update(api_call *call, ProtobufCMessage *request);
+static void handle_member_promote(api_call *call, ProtobufCMessage *request);
+static void handle_move_leader(api_call *call, ProtobufCMessage *request);
 
 static const api_method api_methods[] = {
     {"/etcdserverpb.KV/Range", &etcdserverpb__range_request__descriptor, handle_range},
@@ -43,6 +48,16 @@ static const api_method api_methods[] = {
     {"/etcdserverpb.Maintenance/Status", &etcdserverpb__status_request__descriptor, handle_status},
     {"/etcdserverpb.Cluster/MemberList", &etcdserverpb__member_list_request__descriptor,
      handle_member_list},
+    {"/etcdserverpb.Cluster/MemberAdd", &etcdserverpb__member_add_request__descriptor,
+     handle_member_add},
+    {"/etcdserverpb.Cluster/MemberRemove", &etcdserverpb__member_remove_request__descriptor,
+     handle_member_remove},
+    {"/etcdserverpb.Cluster/MemberUpdate", &etcdserverpb__member_update_request__descriptor,
+     handle_member_update},
+    {"/etcdserverpb.Cluster/MemberPromote", &etcdserverpb__member_promote_request__descriptor,
+     handle_member_promote},
+    {"/etcdserverpb.Maintenance/MoveLeader", &etcdserverpb__move_leader_request__descriptor,
+     handle_move_leader},
 };
 
 /* etcd 3.4's services and their methods: a method listed here that is not
@@ -380,22 +395,17 @@ static char **strings_to_pb(api_arena *arena, const char *const *strings, size_t
     return out;
 }
 
-static void handle_member_list(api_call *call, ProtobufCMessage *request)
+/* Every member, as this member has applied the table, into the call's arena. */
+static bool members_to_pb(api_call *call, Etcdserverpb__Member ***out, size_t *out_count,
+                          uint64_t find_id, Etcdserverpb__Member **found)
 {
-    server *srv = api_call_server(call);
     const server_member *members = NULL;
     size_t count = 0;
-    server_get_members(srv, &members, &count);
-    server_header sh;
-    server_get_header(srv, &sh);
+    server_get_members(api_call_server(call), &members, &count);
     api_arena *arena = &call->arena;
-    Etcdserverpb__MemberListResponse r;
-    etcdserverpb__member_list_response__init(&r);
-    /* etcd's cluster server header has no revision (ClusterServer.header). */
-    r.header = api_header_to_pb(arena, &sh, 0);
     Etcdserverpb__Member *msgs = count ? api_arena_calloc(arena, count, sizeof(*msgs)) : NULL;
-    r.members = count ? api_arena_alloc(arena, count * sizeof(*r.members)) : NULL;
-    bool ok = r.header != NULL && (count == 0 || (msgs != NULL && r.members != NULL));
+    Etcdserverpb__Member **list = count ? api_arena_alloc(arena, count * sizeof(*list)) : NULL;
+    bool ok = count == 0 || (msgs != NULL && list != NULL);
     for (size_t i = 0; ok && i < count; i++) {
         const server_member *m = &members[i];
         etcdserverpb__member__init(&msgs[i]);
@@ -408,12 +418,165 @@ static void handle_member_list(api_call *call, ProtobufCMessage *request)
         msgs[i].islearner = m->is_learner;
         ok = (m->peer_urls_count == 0 || msgs[i].peerurls != NULL) &&
              (m->client_urls_count == 0 || msgs[i].clienturls != NULL);
-        r.members[i] = &msgs[i];
+        list[i] = &msgs[i];
+        if (found && m->id == find_id)
+            *found = &msgs[i];
     }
-    if (!ok) {
+    *out = list;
+    *out_count = count;
+    return ok;
+}
+
+static void handle_member_list(api_call *call, ProtobufCMessage *request)
+{
+    server *srv = api_call_server(call);
+    server_header sh;
+    server_get_header(srv, &sh);
+    Etcdserverpb__MemberListResponse r;
+    etcdserverpb__member_list_response__init(&r);
+    /* etcd's cluster server header has no revision (ClusterServer.header). */
+    r.header = api_header_to_pb(&call->arena, &sh, 0);
+    if (r.header == NULL || !members_to_pb(call, &r.members, &r.n_members, 0, NULL)) {
         api_call_fail(call, api_status_from_err(FL_ERR_NOMEM));
         return;
     }
+    api_call_reply(call, &r.base);
+}
+
+/* The four membership changes answer the same way: header + members
+ * (MemberAdd also the member added). */
+static void member_change_reply(api_call *call, fl_err err, uint64_t member_id, bool add)
+{
+    if (err != FL_OK) {
+        api_call_fail(call, api_status_from_err(err));
+        return;
+    }
+    server_header sh;
+    server_get_header(api_call_server(call), &sh);
+    Etcdserverpb__ResponseHeader *header = api_header_to_pb(&call->arena, &sh, 0);
+    Etcdserverpb__Member **members = NULL;
+    size_t count = 0;
+    Etcdserverpb__Member *found = NULL;
+    if (header == NULL || !members_to_pb(call, &members, &count, member_id, &found)) {
+        api_call_fail(call, api_status_from_err(FL_ERR_NOMEM));
+        return;
+    }
+    /* MemberAddResponse and the others share field numbers 1 (header) and
+     * the members list (3 for add, 2 otherwise): build each type */
+    if (add) {
+        Etcdserverpb__MemberAddResponse r;
+        etcdserverpb__member_add_response__init(&r);
+        r.header = header;
+        r.member = found;
+        r.members = members;
+        r.n_members = count;
+        api_call_reply(call, &r.base);
+        return;
+    }
+    Etcdserverpb__MemberRemoveResponse r;
+    etcdserverpb__member_remove_response__init(&r);
+    r.header = header;
+    r.members = members;
     r.n_members = count;
     api_call_reply(call, &r.base);
+}
+
+static void member_add_done(void *ctx, fl_err err, uint64_t member_id)
+{
+    api_call *call = ctx;
+    if (api_call_resume(call))
+        member_change_reply(call, err, member_id, true);
+}
+
+static void member_other_done(void *ctx, fl_err err, uint64_t member_id)
+{
+    api_call *call = ctx;
+    if (api_call_resume(call))
+        member_change_reply(call, err, member_id, false);
+}
+
+static void member_submitted(api_call *call, fl_err err)
+{
+    if (err == FL_ERR_INVALID) {
+        call->in_server = false;
+        api_call_fail(call, (api_status){API_GRPC_INVALID_ARGUMENT,
+                                         "etcdserver: given member URLs are invalid"});
+    } else if (err != FL_OK) {
+        call->in_server = false;
+        api_call_fail(call, api_status_from_err(err));
+    }
+}
+
+static void handle_member_add(api_call *call, ProtobufCMessage *request)
+{
+    Etcdserverpb__MemberAddRequest *pb = (Etcdserverpb__MemberAddRequest *)request;
+    if (pb->n_peerurls == 0) {
+        api_call_fail(call, (api_status){API_GRPC_INVALID_ARGUMENT,
+                                         "etcdserver: given member URLs are invalid"});
+        return;
+    }
+    call->in_server = true;
+    member_submitted(call, server_member_add(api_call_server(call),
+                                             (const char *const *)pb->peerurls, pb->n_peerurls,
+                                             pb->islearner, member_add_done, call));
+}
+
+static void handle_member_remove(api_call *call, ProtobufCMessage *request)
+{
+    Etcdserverpb__MemberRemoveRequest *pb = (Etcdserverpb__MemberRemoveRequest *)request;
+    call->in_server = true;
+    member_submitted(call, server_member_remove(api_call_server(call), pb->id, member_other_done,
+                                                call));
+}
+
+static void handle_member_update(api_call *call, ProtobufCMessage *request)
+{
+    Etcdserverpb__MemberUpdateRequest *pb = (Etcdserverpb__MemberUpdateRequest *)request;
+    if (pb->n_peerurls == 0) {
+        api_call_fail(call, (api_status){API_GRPC_INVALID_ARGUMENT,
+                                         "etcdserver: given member URLs are invalid"});
+        return;
+    }
+    call->in_server = true;
+    member_submitted(call, server_member_update(api_call_server(call), pb->id,
+                                                (const char *const *)pb->peerurls,
+                                                pb->n_peerurls, member_other_done, call));
+}
+
+static void handle_member_promote(api_call *call, ProtobufCMessage *request)
+{
+    Etcdserverpb__MemberPromoteRequest *pb = (Etcdserverpb__MemberPromoteRequest *)request;
+    call->in_server = true;
+    member_submitted(call, server_member_promote(api_call_server(call), pb->id,
+                                                 member_other_done, call));
+}
+
+static void move_leader_done(void *ctx, fl_err err, uint64_t member_id)
+{
+    (void)member_id;
+    api_call *call = ctx;
+    if (!api_call_resume(call))
+        return;
+    if (err != FL_OK) {
+        api_call_fail(call, api_status_from_err(err));
+        return;
+    }
+    server_header sh;
+    server_get_header(api_call_server(call), &sh);
+    Etcdserverpb__MoveLeaderResponse r;
+    etcdserverpb__move_leader_response__init(&r);
+    r.header = api_header_to_pb(&call->arena, &sh, sh.revision);
+    if (r.header == NULL) {
+        api_call_fail(call, api_status_from_err(FL_ERR_NOMEM));
+        return;
+    }
+    api_call_reply(call, &r.base);
+}
+
+static void handle_move_leader(api_call *call, ProtobufCMessage *request)
+{
+    Etcdserverpb__MoveLeaderRequest *pb = (Etcdserverpb__MoveLeaderRequest *)request;
+    call->in_server = true;
+    member_submitted(call, server_move_leader(api_call_server(call), pb->targetid,
+                                              move_leader_done, call));
 }

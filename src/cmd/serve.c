@@ -36,6 +36,9 @@ typedef struct serve_flags {
     const char *initial_cluster_state;
     const char *initial_cluster_token;
     const char *log_level;
+    const char *logger; /* accepted for etcd compatibility; one logger here */
+    uint64_t heartbeat_interval;
+    uint64_t election_timeout;
     uint64_t max_request_bytes;
     uint64_t quota_backend_bytes;
     uint64_t max_txn_ops;
@@ -73,12 +76,19 @@ static void usage(FILE *out)
         "                                      (default http://127.0.0.1:2379)\n"
         "  --advertise-client-urls URLS        client URLs shown in member list\n"
         "                                      (default: the listen URLs)\n"
-        "  --listen-peer-urls URLS             accepted; the peer transport comes later\n"
-        "  --initial-advertise-peer-urls URLS  peer URLs shown in member list; seed the member id\n"
+        "  --listen-peer-urls URLS             where peers connect (default: the advertised peer\n"
+        "                                      URL; a lone member without cluster flags listens\n"
+        "                                      on an ephemeral port of 127.0.0.1)\n"
+        "  --initial-advertise-peer-urls URLS  this member's peer URLs; seed the member id\n"
         "                                      (default http://localhost:2380)\n"
-        "  --initial-cluster-token TOKEN       seeds the cluster id (default "
-        "\"flotilla-cluster\")\n"
-        "  --initial-cluster, --initial-cluster-state  accepted for etcd compatibility\n"
+        "  --initial-cluster NAME=URL,...      the members of a new cluster (default\n"
+        "                                      <name>=<advertised peer URL>: a cluster of one)\n"
+        "  --initial-cluster-state STATE       new (default) or existing (joining a cluster,\n"
+        "                                      after etcdctl member add)\n"
+        "  --initial-cluster-token TOKEN       seeds the ids (default \"flotilla-cluster\")\n"
+        "  --heartbeat-interval MS             leader heartbeat period (default 100)\n"
+        "  --election-timeout MS               follower timeout before an election (default\n"
+        "                                      1000; at least 5 x the heartbeat interval)\n"
         "  --max-request-bytes N               largest client request (default 1572864)\n"
         "  --quota-backend-bytes N             backend size quota (default 2147483648; 0 = "
         "default)\n"
@@ -87,6 +97,7 @@ static void usage(FILE *out)
         "                                      the backend and release old WAL segments\n"
         "                                      (default 100000, as etcd 3.4)\n"
         "  --log-level LEVEL                   debug, info, warn or error (default info)\n"
+        "  --logger NAME                       accepted for etcd compatibility\n"
         "  --help                              this text\n");
 }
 
@@ -122,6 +133,9 @@ static const flag_def flag_defs[] = {
     {"initial-cluster-state", FLAG_STRING, offsetof(serve_flags, initial_cluster_state)},
     {"initial-cluster-token", FLAG_STRING, offsetof(serve_flags, initial_cluster_token)},
     {"log-level", FLAG_STRING, offsetof(serve_flags, log_level)},
+    {"logger", FLAG_STRING, offsetof(serve_flags, logger)},
+    {"heartbeat-interval", FLAG_U64, offsetof(serve_flags, heartbeat_interval)},
+    {"election-timeout", FLAG_U64, offsetof(serve_flags, election_timeout)},
     {"max-request-bytes", FLAG_U64, offsetof(serve_flags, max_request_bytes)},
     {"quota-backend-bytes", FLAG_U64, offsetof(serve_flags, quota_backend_bytes)},
     {"max-txn-ops", FLAG_U64, offsetof(serve_flags, max_txn_ops)},
@@ -338,6 +352,12 @@ static void on_signal(uv_signal_t *handle, int signum)
 static void on_fatal(void *ctx, fl_err err, const char *reason)
 {
     serve_state *st = ctx;
+    if (err == FL_ERR_MEMBER_ID_REMOVED) {
+        /* removed from the cluster: a clean stop, as etcd's */
+        FL_LOG_WARNF("serve", "stopping: removed from the cluster", "reason=\"%s\"", reason);
+        begin_shutdown(st, 0);
+        return;
+    }
     FL_LOG_ERRORF("serve", "stopping after a fatal member error", "err=%s reason=\"%s\"",
                   fl_err_name(err), reason);
     begin_shutdown(st, 1);
@@ -358,6 +378,15 @@ static int run(serve_state *st, const serve_flags *flags, const serve_url *urls,
         .max_txn_ops = (uint32_t)flags->max_txn_ops,
         .snapshot_count = flags->snapshot_count,
         .wal_segment_bytes = flags->wal_segment_bytes,
+        .initial_cluster = flags->initial_cluster,
+        .initial_cluster_state = flags->initial_cluster_state,
+        .listen_peer_urls = flags->listen_peer_urls,
+        .heartbeat_ms = (uint32_t)flags->heartbeat_interval,
+        .election_ms = (uint32_t)flags->election_timeout,
+        /* TEST-ONLY hooks, from the environment so no production flag exists */
+        .test_fault_file = getenv("FLOTILLA_TEST_FAULT_FILE"),
+        .test_unsafe_local_reads = getenv("FLOTILLA_TEST_UNSAFE_LOCAL_READS") != NULL &&
+                                   strcmp(getenv("FLOTILLA_TEST_UNSAFE_LOCAL_READS"), "1") == 0,
         .fatal = on_fatal,
         .fatal_ctx = st,
     };
@@ -415,6 +444,8 @@ int cmd_serve_main(int argc, char **argv)
         .quota_backend_bytes = 0,
         .snapshot_count = SERVER_SNAPSHOT_COUNT_DEFAULT,
         .log_level = "info",
+        .heartbeat_interval = 100,
+        .election_timeout = 1000,
     };
     int rc = parse_flags(argc, argv, &flags);
     if (rc != 0)
@@ -425,6 +456,10 @@ int cmd_serve_main(int argc, char **argv)
     fl_log_set_level(level);
     if (flags.max_txn_ops > UINT32_MAX || flags.max_request_bytes == 0) {
         fprintf(stderr, "flotilla serve: --max-txn-ops or --max-request-bytes out of range\n");
+        return 2;
+    }
+    if (flags.heartbeat_interval > 60000 || flags.election_timeout > 600000) {
+        fprintf(stderr, "flotilla serve: --heartbeat-interval or --election-timeout too large\n");
         return 2;
     }
     if (flags.snapshot_count == 0) {

@@ -1,19 +1,23 @@
-/* server: one member's lifecycle and its read-only views (header, status,
- * members). The write path is in server_write.c, reads in server_read.c,
- * recovery in server_recover.c, the identity file in server_meta.c.
+/* server: one member's life cycle and its read-only views (header, status,
+ * members, stats). The parts are listed in server_internal.h.
  *
- * Lifecycle: create (open dirs, identity, MVCC, WAL, replay, start the writer
- * thread) -> serve -> stop (refuse new work, let the writer drain its queue,
- * apply and answer what it wrote, join it, answer pending reads, close the
- * handles) -> destroy (close WAL and LMDB, free).
+ * Life cycle: create (identity, storage, the writer thread, the Raft node
+ * and the transport; committed entries not yet applied are applied before
+ * create returns: that is replay) -> serve -> stop -> destroy.
+ *
+ * Stop: a leader first hands leadership to the most caught-up voter (as
+ * etcd does on SIGTERM) and waits for it up to an election timeout; then
+ * new work is refused, waiting requests are answered FL_ERR_STOPPED (which
+ * does not claim they failed: a write may still be in the log), the
+ * transport and the timers stop, the writer finishes what it was given and
+ * exits, a last checkpoint makes LMDB durable and releases the WAL, the
+ * handles close, and `stopped` runs.
  */
 #include <assert.h>
-#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "server/server_internal.h"
@@ -41,67 +45,34 @@ static char *join_path(const char *dir, const char *leaf)
     return path;
 }
 
-static void url_list_free(server_url_list *list)
+uint64_t server_now_ms(const server *srv)
 {
-    for (size_t i = 0; i < list->count; i++)
-        free(list->items[i]);
-    list->count = 0;
+    return uv_now(srv->loop);
 }
 
-/* Splits a comma-separated list; empty items are skipped. */
-static fl_err url_list_parse(const char *text, server_url_list *out)
+/* The transport's listen URL: the first --listen-peer-urls entry; with no
+ * cluster flags at all (a lone member by default) an ephemeral port on
+ * 127.0.0.1, so several default members on one machine do not collide on
+ * 2380 (a lone member needs no peers until one is added, and adding one
+ * needs real peer URLs anyway, as with etcd). */
+static char *listen_peer_url(const server_options *o, const cluster_member *self)
 {
-    assert(out->count == 0);
-    const char *p = text;
-    while (*p) {
-        size_t len = strcspn(p, ",");
-        if (len > 0) {
-            if (out->count == SERVER_URLS_MAX)
-                return FL_ERR_INVALID;
-            char *item = malloc(len + 1);
-            if (!item)
-                return FL_ERR_NOMEM;
-            memcpy(item, p, len);
-            item[len] = '\0';
-            out->items[out->count++] = item;
+    if (o->listen_peer_urls && o->listen_peer_urls[0]) {
+        size_t len = strcspn(o->listen_peer_urls, ",");
+        char *url = malloc(len + 1);
+        if (url) {
+            memcpy(url, o->listen_peer_urls, len);
+            url[len] = '\0';
         }
-        p += len;
-        if (*p == ',')
-            p++;
+        return url;
     }
-    return out->count > 0 ? FL_OK : FL_ERR_INVALID;
+    if (!o->initial_cluster || !o->initial_cluster[0])
+        return dup_str("http://127.0.0.1:0");
+    return dup_str(self->peer_urls[0]);
 }
 
-/* mkdir -p with mode 0700 (etcd keeps its data dir private too). */
-static fl_err make_dirs(const char *path, char *errbuf, size_t errbuf_len)
-{
-    char buf[4096];
-    size_t len = strlen(path);
-    if (len == 0 || len >= sizeof buf) {
-        snprintf(errbuf, errbuf_len, "bad data dir path");
-        return FL_ERR_INVALID;
-    }
-    memcpy(buf, path, len + 1);
-    for (size_t i = 1; i <= len; i++) {
-        if (buf[i] != '/' && buf[i] != '\0')
-            continue;
-        char saved = buf[i];
-        buf[i] = '\0';
-        if (mkdir(buf, 0700) != 0 && errno != EEXIST) {
-            snprintf(errbuf, errbuf_len, "cannot create %s: %s", buf, strerror(errno));
-            return errno == ENOSPC ? FL_ERR_NOSPACE : FL_ERR_IO;
-        }
-        buf[i] = saved;
-    }
-    struct stat st;
-    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        snprintf(errbuf, errbuf_len, "%s is not a directory", path);
-        return FL_ERR_INVALID;
-    }
-    return FL_OK;
-}
-
-static fl_err copy_options(server *srv, const server_options *options)
+static fl_err copy_options(server *srv, const server_options *options, char *errbuf,
+                           size_t errbuf_len)
 {
     srv->options = *options;
     srv->name = dup_str(options->name && options->name[0] ? options->name : "default");
@@ -115,12 +86,21 @@ static fl_err copy_options(server *srv, const server_options *options)
         if (srv->data_dir)
             snprintf(srv->data_dir, len, "%s.flotilla", srv->name);
     }
-    if (!srv->data_dir)
+    srv->token = dup_str(options->initial_cluster_token && options->initial_cluster_token[0]
+                             ? options->initial_cluster_token
+                             : DEFAULT_TOKEN);
+    if (!srv->data_dir || !srv->token)
         return FL_ERR_NOMEM;
     srv->wal_dir = join_path(srv->data_dir, "wal");
     srv->db_dir = join_path(srv->data_dir, "db");
-    if (!srv->wal_dir || !srv->db_dir)
+    srv->snap_dir = join_path(srv->data_dir, "snap");
+    if (!srv->wal_dir || !srv->db_dir || !srv->snap_dir)
         return FL_ERR_NOMEM;
+    if (strlen(srv->name) > CLUSTER_NAME_MAX) {
+        snprintf(errbuf, errbuf_len, "--name is longer than %u bytes", CLUSTER_NAME_MAX);
+        return FL_ERR_INVALID;
+    }
+    memcpy(srv->self.name, srv->name, strlen(srv->name) + 1);
     const char *peers =
         options->initial_advertise_peer_urls && options->initial_advertise_peer_urls[0]
             ? options->initial_advertise_peer_urls
@@ -128,93 +108,81 @@ static fl_err copy_options(server *srv, const server_options *options)
     const char *clients = options->advertise_client_urls && options->advertise_client_urls[0]
                               ? options->advertise_client_urls
                               : DEFAULT_CLIENT_URLS;
-    fl_err err = url_list_parse(peers, &srv->peer_urls);
-    if (err == FL_OK)
-        err = url_list_parse(clients, &srv->client_urls);
-    if (err != FL_OK)
-        return err;
-    if (srv->options.max_txn_ops == 0)
-        srv->options.max_txn_ops = 128;
-    if (srv->options.snapshot_count == 0)
-        srv->options.snapshot_count = SERVER_SNAPSHOT_COUNT_DEFAULT;
-    if (srv->options.pending_writes_max == 0)
-        srv->options.pending_writes_max = SERVER_PENDING_WRITES_DEFAULT;
-    /* the string options now point at our copies or are unused */
-    srv->options.name = srv->name;
-    srv->options.data_dir = srv->data_dir;
-    srv->options.advertise_client_urls = NULL;
-    srv->options.initial_advertise_peer_urls = NULL;
-    srv->options.initial_cluster_token = NULL;
+    if (cluster_parse_urls(peers, srv->self.peer_urls, CLUSTER_URLS_MAX,
+                           &srv->self.n_peer_urls) != FL_OK ||
+        cluster_parse_urls(clients, srv->self.client_urls, CLUSTER_URLS_MAX,
+                           &srv->self.n_client_urls) != FL_OK) {
+        snprintf(errbuf, errbuf_len, "bad URL list (at most %u URLs of %u bytes)",
+                 CLUSTER_URLS_MAX, CLUSTER_URL_MAX);
+        return FL_ERR_INVALID;
+    }
+    srv->listen_peer_url = listen_peer_url(options, &srv->self);
+    if (!srv->listen_peer_url)
+        return FL_ERR_NOMEM;
+    server_options *o = &srv->options;
+    if (o->max_txn_ops == 0)
+        o->max_txn_ops = 128;
+    if (o->snapshot_count == 0)
+        o->snapshot_count = SERVER_SNAPSHOT_COUNT_DEFAULT;
+    if (o->pending_writes_max == 0)
+        o->pending_writes_max = SERVER_PENDING_WRITES_DEFAULT;
+    if (o->heartbeat_ms == 0)
+        o->heartbeat_ms = 100;
+    if (o->election_ms == 0)
+        o->election_ms = 1000;
+    if (o->election_ms < 5 * o->heartbeat_ms) {
+        /* etcd's rule */
+        snprintf(errbuf, errbuf_len,
+                 "--election-timeout (%u ms) must be at least 5 times --heartbeat-interval "
+                 "(%u ms)",
+                 o->election_ms, o->heartbeat_ms);
+        return FL_ERR_INVALID;
+    }
+    if (o->request_timeout_ms == 0)
+        o->request_timeout_ms = 5000 + 2 * o->election_ms;
+    if (o->initial_cluster_state && o->initial_cluster_state[0] &&
+        strcmp(o->initial_cluster_state, "new") != 0 &&
+        strcmp(o->initial_cluster_state, "existing") != 0) {
+        snprintf(errbuf, errbuf_len, "--initial-cluster-state must be new or existing, not %s",
+                 o->initial_cluster_state);
+        return FL_ERR_INVALID;
+    }
+    /* the string options are used only during create (bootstrap), except
+     * the test fault file, which the transport copies */
+    o->name = srv->name;
+    o->data_dir = srv->data_dir;
     return FL_OK;
 }
 
-static fl_err open_storage(server *srv, const char *token, char *errbuf, size_t errbuf_len)
-{
-    fl_err err = make_dirs(srv->data_dir, errbuf, errbuf_len);
-    if (err == FL_OK)
-        err = make_dirs(srv->db_dir, errbuf, errbuf_len);
-    if (err == FL_OK)
-        err = server_meta_load_or_create(srv, token, errbuf, errbuf_len);
-    if (err != FL_OK)
-        return err;
-    mvcc_options mvcc_opts = {.quota_bytes = srv->options.quota_backend_bytes};
-    /* LMDB's map must hold the quota; mvcc's default map (8 GiB) does up to 6 GiB */
-    if (mvcc_opts.quota_bytes > (6ull << 30))
-        mvcc_opts.map_size_bytes = mvcc_opts.quota_bytes + (2ull << 30);
-    if (srv->options.backend_map_bytes)
-        mvcc_opts.map_size_bytes = srv->options.backend_map_bytes;
-    err = mvcc_open(srv->db_dir, &mvcc_opts, &srv->store);
-    if (err != FL_OK) {
-        snprintf(errbuf, errbuf_len, "cannot open the MVCC store in %s: %s", srv->db_dir,
-                 fl_err_name(err));
-        return err;
-    }
-    wal_options wal_opts = {.segment_bytes_max = srv->options.wal_segment_bytes,
-                            .test_hooks = srv->options.wal_test_hooks};
-    wal_recovery_info info;
-    memset(&info, 0, sizeof info);
-    char walbuf[512] = "";
-    err = wal_open(srv->wal_dir, &wal_opts, &srv->log, &info, walbuf, sizeof walbuf);
-    if (err != FL_OK) {
-        snprintf(errbuf, errbuf_len, "cannot open the WAL in %s: %s: %s", srv->wal_dir,
-                 fl_err_name(err), walbuf[0] ? walbuf : "(no detail)");
-        return err;
-    }
-    if (info.torn_bytes_cut > 0)
-        FL_LOG_WARNF("server", "cut a torn WAL tail", "wal_dir=%s bytes=%" PRIu64, srv->wal_dir,
-                     info.torn_bytes_cut);
-    return server_recover(srv, &info, errbuf, errbuf_len);
-}
-
-static void fill_member(server *srv)
-{
-    srv->member.id = srv->member_id;
-    srv->member.name = srv->name;
-    srv->member.peer_urls = (const char *const *)srv->peer_urls.items;
-    srv->member.peer_urls_count = srv->peer_urls.count;
-    srv->member.client_urls = (const char *const *)srv->client_urls.items;
-    srv->member.client_urls_count = srv->client_urls.count;
-    srv->member.is_learner = false;
-}
-
-/* Frees everything create may have taken; handles must already be closed. */
 static void server_free(server *srv)
 {
+    if (srv->raft)
+        raft_free(srv->raft);
+    if (srv->transport)
+        transport_destroy(srv->transport);
+    if (srv->writer)
+        writer_destroy(srv->writer);
+    server_apply_free_queue(srv);
+    server_snapshot_free(srv);
     if (srv->log)
         wal_close(srv->log);
     if (srv->store)
         mvcc_close(srv->store);
     if (srv->lock_fd >= 0)
         close(srv->lock_fd);
-    url_list_free(&srv->peer_urls);
-    url_list_free(&srv->client_urls);
     free(srv->name);
     free(srv->data_dir);
     free(srv->wal_dir);
     free(srv->db_dir);
-    pthread_cond_destroy(&srv->cond);
-    pthread_mutex_destroy(&srv->mu);
+    free(srv->snap_dir);
+    free(srv->token);
+    free(srv->listen_peer_url);
     free(srv);
+}
+
+static void on_writer_closed_at_failed_create(void *ctx)
+{
+    (void)ctx;
 }
 
 fl_err server_create(uv_loop_t *loop, const server_options *options, server **out, char *errbuf,
@@ -234,49 +202,182 @@ fl_err server_create(uv_loop_t *loop, const server_options *options, server **ou
     }
     srv->loop = loop;
     srv->lock_fd = -1;
-    pthread_mutex_init(&srv->mu, NULL);
-    pthread_cond_init(&srv->cond, NULL);
-    fl_err err = copy_options(srv, options);
-    if (err != FL_OK) {
-        snprintf(errbuf, errbuf_len, "bad options: %s (URL lists take at most %u items)",
-                 fl_err_name(err), SERVER_URLS_MAX);
-        server_free(srv);
-        return err;
-    }
-    const char *token = options->initial_cluster_token && options->initial_cluster_token[0]
-                            ? options->initial_cluster_token
-                            : DEFAULT_TOKEN;
-    err = open_storage(srv, token, errbuf, errbuf_len);
+    fl_err err = copy_options(srv, options, errbuf, errbuf_len);
+    if (err == FL_OK)
+        err = server_open_storage(srv, errbuf, errbuf_len);
     if (err == FL_OK) {
-        /* count from the WAL's first entry, so a member with a long WAL
-         * (e.g. from before checkpoints) checkpoints soon after start */
         uint64_t first = wal_first_index(srv->log);
-        srv->ckpt_base = first > 0 ? first - 1 : mvcc_applied_index(srv->store);
-        assert(srv->ckpt_base <= mvcc_applied_index(srv->store));
-        err = server_writer_start(srv);
+        uint64_t applied = mvcc_applied_index(srv->store);
+        srv->ckpt_base = first > 0 && first - 1 < applied ? first - 1 : applied;
+        err = writer_create(loop, srv->log, srv->store, server_node_on_writer, srv,
+                            options->test_checkpoint_sync, options->test_checkpoint_ctx,
+                            &srv->writer);
+        if (err != FL_OK && srv->writer) {
+            /* the async handle must be closed by the loop before freeing */
+            writer_close(srv->writer, on_writer_closed_at_failed_create, NULL);
+            uv_run(loop, UV_RUN_NOWAIT);
+        }
     }
+    if (err == FL_OK)
+        err = server_node_start(srv, errbuf, errbuf_len);
     if (err != FL_OK) {
         if (!errbuf[0])
             snprintf(errbuf, errbuf_len, "cannot start: %s", fl_err_name(err));
+        /* a failed start after the handles exist is rare (transport bind):
+         * stop what runs and let the loop close it before freeing */
+        if (srv->writer && srv->raft) {
+            srv->stopping = true;
+            srv->create_failed = true;
+            server_stop_now(srv);
+            while (srv->handles_open > 0 || !srv->writer_closed || srv->transport_open)
+                uv_run(loop, UV_RUN_ONCE);
+        } else if (srv->writer) {
+            writer_stop(srv->writer);
+            writer_join(srv->writer);
+            writer_close(srv->writer, on_writer_closed_at_failed_create, NULL);
+            uv_run(loop, UV_RUN_NOWAIT);
+        }
         server_free(srv);
         return err;
     }
-    fill_member(srv);
     FL_LOG_INFOF("server", "member ready",
                  "name=%s member_id=%016" PRIx64 " cluster_id=%016" PRIx64
-                 " data_dir=%s applied_index=%" PRIu64 " revision=%" PRId64 " replayed=%" PRIu64,
+                 " data_dir=%s applied_index=%" PRIu64 " revision=%" PRId64 " replayed=%" PRIu64
+                 " members=%u peer_url=%s",
                  srv->name, srv->member_id, srv->cluster_id, srv->data_dir,
-                 mvcc_applied_index(srv->store), mvcc_current_revision(srv->store), srv->replayed);
+                 mvcc_applied_index(srv->store), mvcc_current_revision(srv->store), srv->replayed,
+                 srv->cluster.n_members, srv->listen_peer_url);
     *out = srv;
     return FL_OK;
 }
+
+/* ---- stop ----------------------------------------------------------------- */
 
 static void on_handle_closed(uv_handle_t *handle)
 {
     server *srv = handle->data;
     assert(srv->handles_open > 0);
-    if (--srv->handles_open == 0 && srv->stopped)
-        srv->stopped(srv->stopped_ctx);
+    srv->handles_open--;
+    server_maybe_finish_stop(srv);
+}
+
+static void on_writer_closed(void *ctx)
+{
+    server *srv = ctx;
+    srv->writer_closed = true;
+    server_maybe_finish_stop(srv);
+}
+
+static void on_transport_stopped(void *ctx)
+{
+    server *srv = ctx;
+    srv->transport_open = false;
+    server_maybe_finish_stop(srv);
+}
+
+/* The writer exited (all it was given is durable or failed): one last
+ * checkpoint, then the handles close. */
+static void finish_after_writer(server *srv)
+{
+    writer_join(srv->writer);
+    uint64_t applied = mvcc_applied_index(srv->store);
+    writer_stats ws;
+    writer_get_stats(srv->writer, &ws);
+    if (!srv->failed && !writer_broken(srv->writer) && applied > ws.last_checkpoint_index &&
+        !srv->create_failed) {
+        fl_err err = mvcc_sync(srv->store);
+        if (err == FL_OK)
+            err = wal_release_up_to(srv->log, applied);
+        if (err != FL_OK)
+            FL_LOG_WARNF("server", "final checkpoint failed", "err=%s", fl_err_name(err));
+        else
+            srv->final_checkpoint_index = applied;
+    }
+    writer_close(srv->writer, on_writer_closed, srv);
+    srv->handles_open = 6 + (srv->transfer_timer_open ? 1 : 0);
+    uv_handle_t *handles[] = {(uv_handle_t *)&srv->tick_timer, (uv_handle_t *)&srv->sweep_timer,
+                              (uv_handle_t *)&srv->check,      (uv_handle_t *)&srv->prepare,
+                              (uv_handle_t *)&srv->idle,       (uv_handle_t *)&srv->retry_timer};
+    for (size_t i = 0; i < sizeof handles / sizeof handles[0]; i++)
+        uv_close(handles[i], on_handle_closed);
+    if (srv->transfer_timer_open)
+        uv_close((uv_handle_t *)&srv->transfer_timer, on_handle_closed);
+}
+
+void server_maybe_finish_stop(server *srv)
+{
+    if (!srv->stopping)
+        return;
+    if (srv->writer_exited && !srv->writer_finishing) {
+        srv->writer_finishing = true;
+        finish_after_writer(srv);
+        return;
+    }
+    if (srv->handles_open == 0 && srv->writer_closed && !srv->transport_open &&
+        srv->writer_finishing && !srv->stop_reported) {
+        srv->stop_reported = true;
+        server_stats stats;
+        server_get_stats(srv, &stats);
+        FL_LOG_INFOF("server", "member stopped",
+                     "name=%s applied_index=%" PRIu64 " writes_acked=%" PRIu64
+                     " writes_failed=%" PRIu64 " wal_syncs=%" PRIu64 " checkpoints=%" PRIu64
+                     " last_checkpoint_index=%" PRIu64,
+                     srv->name, mvcc_applied_index(srv->store), stats.writes_acked,
+                     stats.writes_failed, stats.wal_syncs, stats.checkpoints,
+                     stats.last_checkpoint_index);
+        if (srv->stopped)
+            srv->stopped(srv->stopped_ctx);
+    }
+}
+
+/* Refuses new work, answers what waits, stops the transport and the writer. */
+void server_stop_now(server *srv)
+{
+    if (srv->stop_started)
+        return;
+    srv->stop_started = true;
+    if (srv->transfer_timer_open)
+        uv_timer_stop(&srv->transfer_timer);
+    server_node_stop(srv);
+    server_wait_sweep(srv, 0, true, FL_ERR_STOPPED);
+    if (srv->move_waiter) {
+        server_waiter *w = srv->move_waiter;
+        srv->move_waiter = NULL;
+        server_waiter_finish_member(srv, w, FL_ERR_STOPPED, 0);
+    }
+    server_reads_fail_all(srv, FL_ERR_STOPPED);
+    server_reads_flush_done(srv);
+    if (srv->transport) {
+        srv->transport_open = true;
+        transport_stop(srv->transport, on_transport_stopped, srv);
+    }
+    writer_stop(srv->writer);
+}
+
+static void on_transfer_timer(uv_timer_t *timer)
+{
+    server *srv = timer->data;
+    if (srv->role != RAFT_LEADER || server_now_ms(srv) >= srv->transfer_deadline_ms)
+        server_stop_now(srv);
+}
+
+/* The voter whose log matches the leader's furthest, or 0. */
+static uint64_t best_transferee(server *srv)
+{
+    uint64_t best = 0, best_match = 0;
+    for (uint32_t i = 0; i < srv->cluster.conf.n_voters; i++) {
+        uint64_t id = srv->cluster.conf.voters[i];
+        uint64_t match = 0;
+        if (id == srv->member_id || !raft_progress_match(srv->raft, id, &match))
+            continue;
+        if (!transport_peer_active(srv->transport, id, srv->options.election_ms))
+            continue;
+        if (match >= best_match) {
+            best = id;
+            best_match = match;
+        }
+    }
+    return best;
 }
 
 void server_stop(server *srv, void (*stopped)(void *ctx), void *ctx)
@@ -285,49 +386,25 @@ void server_stop(server *srv, void (*stopped)(void *ctx), void *ctx)
     srv->stopping = true;
     srv->stopped = stopped;
     srv->stopped_ctx = ctx;
-    server_writer_request_stop(srv);
-}
-
-/* Called from the async callback once the writer has exited and its last
- * batch has been applied and answered. */
-void server_finish_stop(server *srv)
-{
-    assert(srv->stopping && srv->writer_joined);
-    assert(srv->writes_pending == 0);
-    server_reads_flush(srv);
-    assert(srv->reads_count == 0);
-    if (uv_is_active((uv_handle_t *)&srv->idle))
-        uv_idle_stop(&srv->idle);
-    assert(!srv->stalled_head);
-    /* Clean stop: one last checkpoint, so the restart replays nothing and the
-     * WAL keeps only what it must. The writer is joined, so the wal handle is
-     * the loop's now. Not after a fatal error (LMDB's state is in doubt). */
-    uint64_t applied = mvcc_applied_index(srv->store);
-    pthread_mutex_lock(&srv->mu);
-    bool ckpt_ok = !srv->wal_broken && applied > srv->last_checkpoint_index;
-    srv->ckpt_request = 0;
-    srv->ckpt_busy = false;
-    pthread_mutex_unlock(&srv->mu);
-    if (ckpt_ok && !srv->failed)
-        server_checkpoint_run(srv, applied);
-    srv->handles_open = 3;
-    uv_close((uv_handle_t *)&srv->async, on_handle_closed);
-    uv_close((uv_handle_t *)&srv->idle, on_handle_closed);
-    uv_close((uv_handle_t *)&srv->retry_timer, on_handle_closed);
-    server_stats stats;
-    server_get_stats(srv, &stats);
-    FL_LOG_INFOF("server", "member stopped",
-                 "name=%s applied_index=%" PRIu64 " writes_acked=%" PRIu64 " writes_failed=%" PRIu64
-                 " wal_syncs=%" PRIu64 " checkpoints=%" PRIu64 " last_checkpoint_index=%" PRIu64,
-                 srv->name, mvcc_applied_index(srv->store), stats.writes_acked, stats.writes_failed,
-                 stats.wal_syncs, stats.checkpoints, stats.last_checkpoint_index);
+    uint64_t to = srv->role == RAFT_LEADER && !srv->failed ? best_transferee(srv) : 0;
+    if (to && raft_transfer_leader(srv->raft, to) == FL_OK) {
+        FL_LOG_INFOF("server", "handing leadership over before stopping", "to=%016" PRIx64, to);
+        server_node_process(srv);
+        srv->transfer_deadline_ms = server_now_ms(srv) + srv->options.election_ms;
+        uv_timer_init(srv->loop, &srv->transfer_timer);
+        srv->transfer_timer.data = srv;
+        srv->transfer_timer_open = true;
+        uv_timer_start(&srv->transfer_timer, on_transfer_timer, 10, 10);
+        return;
+    }
+    server_stop_now(srv);
 }
 
 void server_destroy(server *srv)
 {
     if (!srv)
         return;
-    assert(srv->writer_joined && srv->handles_open == 0);
+    assert(srv->stop_reported);
     server_free(srv);
 }
 
@@ -338,18 +415,23 @@ void server_enter_fatal(server *srv, fl_err err, const char *reason)
     srv->failed = true;
     FL_LOG_ERRORF("server", "member cannot continue safely", "err=%s reason=\"%s\"",
                   fl_err_name(err), reason);
+    /* answer what waits: never success, and never a claim that a logged
+     * write failed (a restart replays it) */
+    server_wait_sweep(srv, 0, true, FL_ERR_IO);
     if (srv->options.fatal)
         srv->options.fatal(srv->options.fatal_ctx, err, reason);
     else
         abort();
 }
 
+/* ---- views ---------------------------------------------------------------- */
+
 void server_get_header(const server *srv, server_header *out)
 {
     out->cluster_id = srv->cluster_id;
     out->member_id = srv->member_id;
     out->revision = mvcc_current_revision(srv->store);
-    out->raft_term = 1; /* a single member, term 1, until raft lands */
+    out->raft_term = srv->term;
 }
 
 void server_get_status(const server *srv, server_status *out)
@@ -357,35 +439,57 @@ void server_get_status(const server *srv, server_status *out)
     memset(out, 0, sizeof *out);
     out->version = SERVER_ETCD_API_VERSION;
     mvcc_db_size(srv->store, &out->db_size_bytes, &out->db_size_in_use_bytes);
-    out->leader_id = srv->member_id;
-    out->raft_index = mvcc_applied_index(srv->store);
-    out->raft_term = 1;
-    out->raft_applied_index = out->raft_index;
-    out->is_learner = false;
+    out->leader_id = srv->leader_id;
+    out->raft_index = srv->last_index > srv->commit_index ? srv->last_index : srv->commit_index;
+    out->raft_term = srv->term;
+    out->raft_applied_index = mvcc_applied_index(srv->store);
+    const cluster_member *self = cluster_find_const(&srv->cluster, srv->member_id);
+    out->is_learner = self && self->is_learner;
+    out->error = srv->failed ? "member failed: see its log" : "";
 }
 
 void server_get_members(const server *srv, const server_member **members, size_t *count)
 {
-    *members = &srv->member;
-    *count = 1;
+    server *s = (server *)srv; /* the views are a cache rebuilt here */
+    for (uint32_t i = 0; i < s->cluster.n_members; i++) {
+        const cluster_member *m = &s->cluster.members[i];
+        server_member *v = &s->member_views[i];
+        for (uint32_t u = 0; u < m->n_peer_urls; u++)
+            s->member_url_ptrs[i][0][u] = m->peer_urls[u];
+        for (uint32_t u = 0; u < m->n_client_urls; u++)
+            s->member_url_ptrs[i][1][u] = m->client_urls[u];
+        *v = (server_member){.id = m->id,
+                             .name = m->name,
+                             .peer_urls = s->member_url_ptrs[i][0],
+                             .peer_urls_count = m->n_peer_urls,
+                             .client_urls = s->member_url_ptrs[i][1],
+                             .client_urls_count = m->n_client_urls,
+                             .is_learner = m->is_learner};
+    }
+    *members = s->member_views;
+    *count = s->cluster.n_members;
 }
 
 void server_get_stats(const server *srv, server_stats *out)
 {
     memset(out, 0, sizeof *out);
-    pthread_mutex_t *mu = (pthread_mutex_t *)&srv->mu; /* counters are shared with the writer */
-    pthread_mutex_lock(mu);
-    out->wal_syncs = srv->wal_syncs;
-    out->wal_batches = srv->wal_batches;
-    out->checkpoints = srv->checkpoints;
-    out->checkpoint_failures = srv->checkpoint_failures;
-    out->last_checkpoint_index = srv->last_checkpoint_index;
-    pthread_mutex_unlock(mu);
+    writer_stats ws;
+    writer_get_stats(srv->writer, &ws);
+    out->wal_syncs = ws.wal_syncs;
+    out->wal_batches = ws.wal_batches;
+    out->checkpoints = ws.checkpoints + (srv->final_checkpoint_index ? 1 : 0);
+    out->checkpoint_failures = ws.checkpoint_failures;
+    out->last_checkpoint_index =
+        srv->final_checkpoint_index ? srv->final_checkpoint_index : ws.last_checkpoint_index;
     out->writes_acked = srv->writes_acked;
     out->writes_failed = srv->writes_failed;
     out->writes_pending = srv->writes_pending;
     out->replayed = srv->replayed;
     out->apply_stalls = srv->apply_stalls;
+    out->forwarded = srv->forwarded;
+    out->leader_changes = srv->leader_changes;
+    out->term = srv->term;
+    out->leader_id = srv->leader_id;
 }
 
 const char *server_data_dir(const server *srv)

@@ -1,11 +1,11 @@
-/* server: one Flotilla member.
+/* server: one Flotilla member of a Raft cluster (a cluster of one included).
  *
- * Owns: the member's state on its libuv loop: the data dir (wal/, db/), the
- * write path (encode command -> WAL append on the writer thread, one
- * fdatasync per batch = group commit -> apply to MVCC in log order -> reply),
- * recovery at start-up (replay the WAL past MVCC's applied index), the member
- * identity (cluster id, member id, name, URLs), and later raft, read index,
- * leases and membership.
+ * Owns: the member's state on its libuv loop: the data dir (wal/, db/,
+ * snap/), the Raft node and its ready loop (node.c), persistence off the loop
+ * (writer.c: WAL append + one fdatasync per batch = group commit), the peer
+ * transport, the one applier of committed entries (replay and live), the
+ * requests waiting for their entries, ReadIndex reads, membership, the
+ * member identity (cluster id, member id, name, URLs).
  * Must not: parse protobuf or speak gRPC (that is src/api), or block the loop
  * on disk sync (the writer thread does that).
  *
@@ -30,6 +30,8 @@
 
 /* The etcd API version Flotilla implements; clients pick features by it. */
 #define SERVER_ETCD_API_VERSION "3.4.0"
+/* The cluster version the first leader sets through the log, as etcd 3.4. */
+#define SERVER_ETCD_CLUSTER_VERSION "3.4.0"
 
 /* Entries applied between two checkpoints unless options say otherwise. */
 #define SERVER_SNAPSHOT_COUNT_DEFAULT 100000u
@@ -61,6 +63,19 @@ typedef struct server_options {
      * releases nothing. */
     fl_err (*test_checkpoint_sync)(void *ctx);
     void *test_checkpoint_ctx;
+    /* Cluster (etcd's flags and meaning). NULL/0 = a cluster of one:
+     * initial_cluster "<name>=<first peer URL>", state "new". */
+    const char *initial_cluster;       /* "name=peerURL,name=peerURL,..." */
+    const char *initial_cluster_state; /* "new" (default) or "existing" */
+    const char *listen_peer_urls;      /* where the transport listens; default: the first
+                                          advertised peer URL's port on 127.0.0.1 */
+    uint32_t heartbeat_ms;             /* 0 = 100 */
+    uint32_t election_ms;              /* 0 = 1000; >= 5 x heartbeat (etcd's rule) */
+    uint32_t request_timeout_ms;       /* a write or read not answered by then gets
+                                          FL_ERR_TIMEOUT; 0 = 5000 + 2 x election_ms */
+    const char *test_fault_file;       /* TEST-ONLY: transport drops peers listed there */
+    bool test_unsafe_local_reads;      /* TEST-ONLY: linearizable reads served locally
+                                          (a planted bug for the linearizability checker) */
     /* Called (on the loop) when the member can no longer make progress safely:
      * LMDB failed to apply entries the WAL already made durable, or a WAL
      * fsync failed. Pending writes have been failed with FL_ERR_IO and new
@@ -112,6 +127,23 @@ typedef void (*server_range_done_fn)(void *ctx, fl_err err, mvcc_range_result *r
 fl_err server_range(server *srv, const mvcc_range_req *request, bool serializable,
                     server_range_done_fn done, void *ctx);
 
+/* Membership (etcd's Cluster service). done gets the member id concerned,
+ * or an error: FL_ERR_MEMBER_NOT_FOUND, FL_ERR_PEER_URL_EXISTS,
+ * FL_ERR_MEMBER_ID_REMOVED, FL_ERR_MEMBER_NOT_LEARNER,
+ * FL_ERR_LEARNER_NOT_READY, FL_ERR_NOT_ENOUGH_STARTED, FL_ERR_NO_LEADER,
+ * FL_ERR_TIMEOUT. It is called once the change is applied on this member. */
+typedef void (*server_member_done_fn)(void *ctx, fl_err err, uint64_t member_id);
+fl_err server_member_add(server *srv, const char *const *peer_urls, size_t n, bool is_learner,
+                         server_member_done_fn done, void *ctx);
+fl_err server_member_remove(server *srv, uint64_t id, server_member_done_fn done, void *ctx);
+fl_err server_member_update(server *srv, uint64_t id, const char *const *peer_urls, size_t n,
+                            server_member_done_fn done, void *ctx);
+fl_err server_member_promote(server *srv, uint64_t id, server_member_done_fn done, void *ctx);
+
+/* Maintenance.MoveLeader: this member must be the leader (FL_ERR_NOT_LEADER);
+ * done runs once `target` leads, or with FL_ERR_TIMEOUT. */
+fl_err server_move_leader(server *srv, uint64_t target, server_member_done_fn done, void *ctx);
+
 typedef struct server_status {
     const char *version; /* SERVER_ETCD_API_VERSION */
     int64_t db_size_bytes;
@@ -121,6 +153,7 @@ typedef struct server_status {
     uint64_t raft_term;
     uint64_t raft_applied_index;
     bool is_learner;
+    const char *error; /* a member-level problem ("" when none), for Status.errors */
 } server_status;
 void server_get_status(const server *srv, server_status *out);
 
@@ -133,7 +166,8 @@ typedef struct server_member {
     size_t client_urls_count;
     bool is_learner;
 } server_member;
-/* The members, borrowed from the server until the next loop iteration. */
+/* The members, as applied on this member; borrowed until the next loop
+ * iteration. */
 void server_get_members(const server *srv, const server_member **members, size_t *count);
 
 /* Counters for tests and metrics. wal_syncs < writes_acked proves group commit. */
@@ -148,6 +182,10 @@ typedef struct server_stats {
     uint64_t checkpoints;           /* checkpoints done: LMDB synced, WAL released up to it */
     uint64_t checkpoint_failures;   /* checkpoints skipped: the LMDB sync or the release failed */
     uint64_t last_checkpoint_index; /* applied index the last checkpoint made durable (0: none) */
+    uint64_t forwarded;             /* proposals forwarded to the leader */
+    uint64_t leader_changes;        /* times this member saw a new leader */
+    uint64_t term;
+    uint64_t leader_id;
 } server_stats;
 void server_get_stats(const server *srv, server_stats *out);
 

@@ -6,9 +6,11 @@
  *   member_id=8e9e05c52164694d
  *   cluster_id=cdf818194e3a8c32
  *
- * Ids are derived deterministically, as etcd does from the peer URLs and the
- * cluster token, so the same flags give the same ids; once written they are
- * read back, so a restart keeps the identity even if flags change. The file
+ * Ids are derived deterministically from the flags (cluster.c), as etcd
+ * does; once written they are read back and checked against the flags: a
+ * data dir of another member or cluster is refused. A member joining an
+ * existing cluster writes cluster_id 0: it learns the id from its first
+ * snapshot (kept in LMDB's member table from then on). The file
  * is written to a temp name, fsynced, renamed and the dir fsynced, so a crash
  * leaves either no file or a whole one. While the member runs it holds an
  * exclusive flock on the file: a second process on the same data dir fails
@@ -28,37 +30,6 @@
 #include "util/log.h"
 
 #define META_FILE_BYTES_MAX 4096
-
-/* FNV-1a, 64 bit: stable across platforms and releases, which is all the ids need. */
-uint64_t server_hash64(uint64_t seed, const void *data, size_t len)
-{
-    const uint8_t *bytes = data;
-    uint64_t hash = seed ? seed : 14695981039346656037ull;
-    for (size_t i = 0; i < len; i++) {
-        hash ^= bytes[i];
-        hash *= 1099511628211ull;
-    }
-    return hash;
-}
-
-static uint64_t hash_str(uint64_t seed, const char *s)
-{
-    /* include the terminating NUL so "ab"+"c" differs from "a"+"bc" */
-    return server_hash64(seed, s, strlen(s) + 1);
-}
-
-static void derive_ids(server *srv, const char *token)
-{
-    uint64_t h = hash_str(0, "flotilla-member");
-    for (size_t i = 0; i < srv->peer_urls.count; i++)
-        h = hash_str(h, srv->peer_urls.items[i]);
-    h = hash_str(h, token);
-    srv->member_id = h ? h : 1;
-    uint64_t c = hash_str(0, "flotilla-cluster");
-    c = hash_str(c, token);
-    c = server_hash64(c, &srv->member_id, sizeof srv->member_id);
-    srv->cluster_id = c ? c : 1;
-}
 
 static fl_err fsync_dir(const char *dir)
 {
@@ -106,7 +77,7 @@ static fl_err write_meta(server *srv, const char *path, char *errbuf, size_t err
     return fsync_dir(srv->data_dir);
 }
 
-static fl_err parse_hex_field(const char *text, const char *field, uint64_t *out)
+static fl_err parse_hex_field(const char *text, const char *field, uint64_t *out, bool zero_ok)
 {
     const char *p = strstr(text, field);
     if (!p)
@@ -115,13 +86,14 @@ static fl_err parse_hex_field(const char *text, const char *field, uint64_t *out
     char *end = NULL;
     errno = 0;
     unsigned long long v = strtoull(p, &end, 16);
-    if (errno != 0 || end == p || (*end != '\n' && *end != '\0') || v == 0)
+    if (errno != 0 || end == p || (*end != '\n' && *end != '\0') || (v == 0 && !zero_ok))
         return FL_ERR_CORRUPT;
     *out = (uint64_t)v;
     return FL_OK;
 }
 
-static fl_err read_meta(server *srv, const char *path, char *errbuf, size_t errbuf_len)
+static fl_err read_meta(server *srv, const char *path, uint64_t *member_id, uint64_t *cluster_id,
+                        char *errbuf, size_t errbuf_len)
 {
     FILE *f = fopen(path, "re");
     if (!f) {
@@ -132,8 +104,8 @@ static fl_err read_meta(server *srv, const char *path, char *errbuf, size_t errb
     size_t len = fread(text, 1, META_FILE_BYTES_MAX, f);
     fclose(f);
     text[len] = '\0';
-    if (parse_hex_field(text, "\nmember_id=", &srv->member_id) != FL_OK ||
-        parse_hex_field(text, "\ncluster_id=", &srv->cluster_id) != FL_OK) {
+    if (parse_hex_field(text, "\nmember_id=", member_id, false) != FL_OK ||
+        parse_hex_field(text, "\ncluster_id=", cluster_id, true) != FL_OK) {
         snprintf(errbuf, errbuf_len, "%s: corrupt member identity file", path);
         return FL_ERR_CORRUPT;
     }
@@ -141,15 +113,17 @@ static fl_err read_meta(server *srv, const char *path, char *errbuf, size_t errb
     if (name) {
         name += strlen("\nname=");
         size_t name_len = strcspn(name, "\n");
-        if (name_len != strlen(srv->name) || memcmp(name, srv->name, name_len) != 0)
-            FL_LOG_WARNF("server", "member name differs from the data dir's",
-                         "data_dir=%s stored=%.*s flag=%s", srv->data_dir, (int)name_len, name,
-                         srv->name);
+        if (name_len != strlen(srv->name) || memcmp(name, srv->name, name_len) != 0) {
+            snprintf(errbuf, errbuf_len,
+                     "data dir %s belongs to the member named \"%.*s\", not \"%s\"",
+                     srv->data_dir, (int)name_len, name, srv->name);
+            return FL_ERR_INVALID;
+        }
     }
     return FL_OK;
 }
 
-fl_err server_meta_load_or_create(server *srv, const char *token, char *errbuf, size_t errbuf_len)
+fl_err server_meta_load_or_create(server *srv, char *errbuf, size_t errbuf_len)
 {
     assert(srv->lock_fd < 0);
     char path[4096];
@@ -160,14 +134,30 @@ fl_err server_meta_load_or_create(server *srv, const char *token, char *errbuf, 
     }
     bool exists = access(path, F_OK) == 0;
     if (!exists) {
-        derive_ids(srv, token);
         fl_err err = write_meta(srv, path, errbuf, errbuf_len);
         if (err != FL_OK)
             return err;
     } else {
-        fl_err err = read_meta(srv, path, errbuf, errbuf_len);
+        uint64_t member_id = 0, cluster_id = 0;
+        fl_err err = read_meta(srv, path, &member_id, &cluster_id, errbuf, errbuf_len);
         if (err != FL_OK)
             return err;
+        if (member_id != srv->member_id) {
+            snprintf(errbuf, errbuf_len,
+                     "data dir %s belongs to member %016" PRIx64 ", but the flags (peer URLs "
+                     "and cluster token) make this member %016" PRIx64,
+                     srv->data_dir, member_id, srv->member_id);
+            return FL_ERR_INVALID;
+        }
+        if (cluster_id != 0 && srv->cluster_id != 0 && cluster_id != srv->cluster_id) {
+            snprintf(errbuf, errbuf_len,
+                     "data dir %s belongs to cluster %016" PRIx64 ", but the flags "
+                     "(--initial-cluster and its token) make cluster %016" PRIx64,
+                     srv->data_dir, cluster_id, srv->cluster_id);
+            return FL_ERR_INVALID;
+        }
+        if (cluster_id != 0)
+            srv->cluster_id = cluster_id;
     }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -180,6 +170,6 @@ fl_err server_meta_load_or_create(server *srv, const char *token, char *errbuf, 
         return FL_ERR_BUSY;
     }
     srv->lock_fd = fd;
-    assert(srv->member_id != 0 && srv->cluster_id != 0);
+    assert(srv->member_id != 0);
     return FL_OK;
 }

@@ -1,6 +1,7 @@
 #include "util/error.h"
 
 #include <assert.h>
+#include <errno.h>
 
 const char *fl_err_name(fl_err err)
 {
@@ -25,9 +26,33 @@ const char *fl_err_name(fl_err err)
         [FL_ERR_UNAVAILABLE] = "unavailable",
         [FL_ERR_UNIMPLEMENTED] = "unimplemented",
         [FL_ERR_BUSY] = "busy",
+        [FL_ERR_NO_LEADER] = "no_leader",
+        [FL_ERR_LEADER_CHANGED] = "leader_changed",
+        [FL_ERR_NOT_LEADER] = "not_leader",
+        [FL_ERR_MEMBER_NOT_FOUND] = "member_not_found",
+        [FL_ERR_PEER_URL_EXISTS] = "peer_url_exists",
+        [FL_ERR_MEMBER_ID_REMOVED] = "member_id_removed",
+        [FL_ERR_MEMBER_NOT_LEARNER] = "member_not_learner",
+        [FL_ERR_LEARNER_NOT_READY] = "learner_not_ready",
+        [FL_ERR_NOT_ENOUGH_STARTED] = "not_enough_started",
+        [FL_ERR_TOO_MANY_LEARNERS] = "too_many_learners",
+        [FL_ERR_BAD_LEADER_TRANSFEREE] = "bad_leader_transferee",
     };
     if ((unsigned)err >= FL_ERR__COUNT)
         return "unknown";
     assert(names[err] != 0);
     return names[err];
+}
+
+fl_err fl_err_from_errno(int errnum)
+{
+    switch (errnum) {
+    case ENOSPC:
+    case EDQUOT:
+        return FL_ERR_NOSPACE;
+    case ENOMEM:
+        return FL_ERR_NOMEM;
+    default:
+        return FL_ERR_IO;
+    }
 }

@@ -123,6 +123,15 @@ fl_err wal_sync(wal *log);
  * kept segments stay readable; wal_first_index() tells what is left. */
 fl_err wal_release_up_to(wal *log, uint64_t index);
 
+/* A snapshot installed from elsewhere covers every entry up to and
+ * including index, and the log must continue at index + 1 whatever it held
+ * (possibly less, possibly conflicting entries): starts a new segment whose
+ * first index is index + 1, writes the newest hard state into it, syncs, and
+ * deletes every older segment. A crash part way leaves older segments
+ * behind the new one; recovery then restarts the log at the new segment (a
+ * segment that starts past the end of the log marks a reset). */
+fl_err wal_reset(wal *log, uint64_t index);
+
 /* The last live entry's index. When the log holds no entries: 0 for a fresh
  * log, else the last index it held before everything was released. */
 uint64_t wal_last_index(const wal *log);

@@ -27,19 +27,6 @@
 /* Bounds on retrying interrupted calls. */
 #define WAL_EINTR_RETRIES_MAX 64
 
-fl_err wal_io_errno_to_err(int err)
-{
-    switch (err) {
-    case ENOSPC:
-    case EDQUOT:
-        return FL_ERR_NOSPACE;
-    case ENOMEM:
-        return FL_ERR_NOMEM;
-    default:
-        return FL_ERR_IO;
-    }
-}
-
 fl_err wal_io_write_all(wal *log, int fd, const uint8_t *buf, size_t len, uint64_t offset)
 {
     const wal_test_hooks *hooks = log->options.test_hooks;
@@ -56,7 +43,7 @@ fl_err wal_io_write_all(wal *log, int fd, const uint8_t *buf, size_t len, uint64
             int saved = n < 0 ? errno : EIO; /* 0 bytes for a non-empty write: no progress */
             FL_LOG_ERRORF("wal", "write failed", "dir=%s errno=%d bytes=%zu", log->dir, saved,
                           len - done);
-            return wal_io_errno_to_err(saved);
+            return fl_err_from_errno(saved);
         }
         assert((size_t)n <= len - done);
         done += (size_t)n;
@@ -76,7 +63,7 @@ fl_err wal_io_fdatasync(wal *log, int fd)
         if (sync_errno == EINTR && interrupted++ < WAL_EINTR_RETRIES_MAX)
             continue;
         FL_LOG_ERRORF("wal", "fdatasync failed", "dir=%s errno=%d", log->dir, sync_errno);
-        return wal_io_errno_to_err(sync_errno);
+        return fl_err_from_errno(sync_errno);
     }
 }
 
@@ -129,7 +116,7 @@ static fl_err reserve_buffer(wal *log, size_t bytes)
     return FL_OK;
 }
 
-static fl_err roll(wal *log, uint64_t first_index)
+fl_err wal_append_roll(wal *log, uint64_t first_index)
 {
     uint64_t seq = log->segment_count ? log->segments[log->segment_count - 1].seq + 1 : 1;
     fl_err err = wal_segment_reserve(log);
@@ -213,7 +200,7 @@ fl_err wal_append_batch(wal *log, const wal_entry *entries, size_t count,
     if (!live || log->active_fd < 0 ||
         (live->bytes > WAL_SEGMENT_HEADER_RECORD_BYTES &&
          live->bytes + total > log->options.segment_bytes_max)) {
-        err = roll(log, count ? entries[0].index : log->last_index + 1);
+        err = wal_append_roll(log, count ? entries[0].index : log->last_index + 1);
         if (err != FL_OK)
             return err;
         live = &log->segments[log->segment_count - 1];

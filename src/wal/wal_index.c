@@ -145,3 +145,10 @@ void wal_index_seek(const wal *log, const wal_run *run, uint64_t index, uint64_t
         *start_index = c->index;
     }
 }
+
+void wal_index_reset(wal *log, uint64_t index)
+{
+    log->run_count = 0;
+    log->checkpoint_count = 0;
+    log->last_index = index;
+}

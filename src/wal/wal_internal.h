@@ -124,6 +124,8 @@ fl_err wal_index_reserve(wal *log);
 /* Notes that entry `index` was written at (seq, offset), truncating the live
  * log from `index` when it rewrites one. The caller checked continuity. */
 fl_err wal_index_note_entry(wal *log, uint64_t seq, uint64_t offset, uint64_t index);
+/* Forgets every live entry: the log holds none and continues after `index`. */
+void wal_index_reset(wal *log, uint64_t index);
 /* Forgets runs and checkpoints in segments with seq < seq_min. */
 void wal_index_drop_before(wal *log, uint64_t seq_min);
 /* Where to start reading run `run` to reach entry `index` (in the run):
@@ -132,9 +134,10 @@ void wal_index_seek(const wal *log, const wal_run *run, uint64_t index, uint64_t
                     uint64_t *start_index);
 
 /* ---- io helpers (wal_append.c) ---- */
+/* Syncs the live segment and starts segment seq+1 whose header names first_index. */
+fl_err wal_append_roll(wal *log, uint64_t first_index);
 fl_err wal_io_write_all(wal *log, int fd, const uint8_t *buf, size_t len, uint64_t offset);
 fl_err wal_io_fdatasync(wal *log, int fd);
-fl_err wal_io_errno_to_err(int err);
 fl_err wal_io_fsync_dir(wal *log);
 
 #endif

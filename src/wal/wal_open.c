@@ -58,6 +58,11 @@ static fl_err recovery_visit(void *opaque, uint64_t offset, wal_record_type type
             return corrupt(ctx, offset, why);
         if (seq != ctx->segment->seq || first_index != ctx->segment->first_index)
             return corrupt(ctx, offset, "segment header does not match the file name");
+        /* A segment that starts past the end of the log was begun by
+         * wal_reset (a snapshot covers everything before it); a crash may
+         * have left older segments behind it: the log restarts here. */
+        if (log->run_count > 0 && first_index > log->last_index + 1)
+            wal_index_reset(log, first_index - 1);
         return FL_OK;
     }
     case WAL_RECORD_ENTRY: {
@@ -166,7 +171,7 @@ static fl_err make_dir(const char *dir, char *errbuf, size_t errbuf_len)
             return FL_OK;
         if (errbuf)
             snprintf(errbuf, errbuf_len, "wal: cannot create %s: %s", dir, strerror(errno));
-        return wal_io_errno_to_err(errno);
+        return fl_err_from_errno(errno);
     }
     char parent[WAL_PATH_BYTES_MAX];
     snprintf(parent, sizeof parent, "%s", dir);

@@ -160,7 +160,7 @@ fl_err wal_segment_create(wal *log, uint64_t seq, uint64_t first_index, int *fd_
     if (fd < 0) {
         int open_errno = errno; /* before logging can change it */
         FL_LOG_ERRORF("wal", "cannot create segment", "path=%s errno=%d", tmp, open_errno);
-        return wal_io_errno_to_err(open_errno);
+        return fl_err_from_errno(open_errno);
     }
     uint8_t header[WAL_SEGMENT_HEADER_RECORD_BYTES];
     size_t n = wal_record_encode_segment_header(header, seq, first_index);
@@ -169,7 +169,7 @@ fl_err wal_segment_create(wal *log, uint64_t seq, uint64_t first_index, int *fd_
     if (err == FL_OK)
         err = wal_io_fdatasync(log, fd);
     if (err == FL_OK && rename(tmp, path) != 0)
-        err = wal_io_errno_to_err(errno);
+        err = fl_err_from_errno(errno);
     if (err != FL_OK) {
         close(fd);
         unlink(tmp);

@@ -375,3 +375,38 @@ void server_get_members(const server *srv, const server_member **members, size_t
     *members = &m;
     *count = 1;
 }
+
+/* Membership is not exercised by the api unit tests (the integration tests
+ * drive it against real members): the fake refuses it, as a member with no
+ * leader would. */
+fl_err server_member_add(server *srv, const char *const *peer_urls, size_t n, bool is_learner,
+                         server_member_done_fn done, void *ctx)
+{
+    (void)srv, (void)peer_urls, (void)n, (void)is_learner, (void)done, (void)ctx;
+    return FL_ERR_NO_LEADER;
+}
+
+fl_err server_member_remove(server *srv, uint64_t id, server_member_done_fn done, void *ctx)
+{
+    (void)srv, (void)id, (void)done, (void)ctx;
+    return FL_ERR_NO_LEADER;
+}
+
+fl_err server_member_update(server *srv, uint64_t id, const char *const *peer_urls, size_t n,
+                            server_member_done_fn done, void *ctx)
+{
+    (void)srv, (void)id, (void)peer_urls, (void)n, (void)done, (void)ctx;
+    return FL_ERR_NO_LEADER;
+}
+
+fl_err server_member_promote(server *srv, uint64_t id, server_member_done_fn done, void *ctx)
+{
+    (void)srv, (void)id, (void)done, (void)ctx;
+    return FL_ERR_NO_LEADER;
+}
+
+fl_err server_move_leader(server *srv, uint64_t target, server_member_done_fn done, void *ctx)
+{
+    (void)srv, (void)target, (void)done, (void)ctx;
+    return FL_ERR_NOT_LEADER;
+}
