@@ -137,7 +137,12 @@ static writer_batch *build_batch(server *srv, const struct raft_ready *rd)
         b->reset = true;
         b->reset_index = srv->wal_reset_index;
     }
+    b->sync = rd->n_entries > 0 || b->reset ||
+              (rd->has_hard_state && (rd->hard_state.term != srv->synced_term ||
+                                      rd->hard_state.vote != srv->synced_vote));
     if (rd->has_hard_state) {
+        srv->synced_term = rd->hard_state.term;
+        srv->synced_vote = rd->hard_state.vote;
         b->has_hard_state = true;
         b->hard_state = (wal_hard_state){rd->hard_state.term, rd->hard_state.vote,
                                          rd->hard_state.commit};
@@ -589,6 +594,8 @@ fl_err server_node_start(server *srv, char *errbuf, size_t errbuf_len)
     }
     srv->persisted_index = last;
     srv->last_index = last;
+    srv->synced_term = srv->wal_hard_state.term;
+    srv->synced_vote = srv->wal_hard_state.vote;
     srv->term = r.hard_state.term;
     srv->commit_index = r.hard_state.commit;
     srv->start_commit = r.hard_state.commit;

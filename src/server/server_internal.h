@@ -163,6 +163,7 @@ struct server {
     uint64_t snapshot_installed_index; /* raft_applied after the ready's advance */
     bool cluster_id_known; /* false on a member joining until its first snapshot */
     uint64_t rng;
+    uint64_t synced_term, synced_vote; /* hard state last handed out to be synced */
     bool in_process;
     bool kicked;
 

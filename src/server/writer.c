@@ -204,10 +204,10 @@ static fl_err write_round(writer *w, writer_batch *first, bool broken, bool *syn
             *sync_failed = true; /* treated as broken: never ack what may not be there */
             return FL_ERR_IO;
         }
-        wrote = wrote || b->n_entries > 0 || b->has_hard_state || b->reset_index;
+        wrote = wrote || b->sync;
     }
     if (!wrote)
-        return FL_OK;
+        return FL_OK; /* commit-only hard states: the next sync covers them */
     fl_err err = wal_sync(w->log);
     if (err != FL_OK) {
         *sync_failed = true;

@@ -43,6 +43,10 @@ typedef struct writer_batch {
     uint8_t *bytes; /* owned: every entry's data */
     bool has_hard_state;
     wal_hard_state hard_state;
+    /* false when the batch only moves the commit index: written, not synced
+     * (as etcd-io/raft's MustSync: a lost commit index is learned again,
+     * a lost vote or entry is not); the next synced batch covers it */
+    bool sync;
     bool reset; /* first restart the WAL after reset_index (a snapshot was installed) */
     uint64_t reset_index;
     fl_err err; /* set by the writer: FL_OK once durable, FL_ERR_IO after a failed sync */
