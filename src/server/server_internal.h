@@ -43,7 +43,7 @@
 
 /* A forwarded proposal is a message the transport carries but raft never
  * sees: the entries of followers' clients, sent to the leader. */
-#define SERVER_MSG_PROPOSE ((raft_msg_type)100)
+#define SERVER_MSG_PROPOSE TRANSPORT_MSG_PROPOSE
 
 /* One request waiting for its entry to be applied (or a read for its read
  * index). Owned by the server from acceptance until done is called. */

@@ -3,6 +3,7 @@
 #include <assert.h>
 #include <string.h>
 
+#include "transport/transport.h"
 #include "util/crc32c.h"
 
 /* Fixed part of an encoded message: version, group, type, 8 u64 fields,
@@ -288,7 +289,8 @@ fl_err codec_msg_decode(const uint8_t *buf, size_t len, uint64_t *group_id, stru
         return FL_ERR_CORRUPT;
     *group_id = take_u64(&r);
     uint8_t type = take_u8(&r);
-    if (type < RAFT_MSG_APPEND || type > RAFT_MSG_READ_INDEX_RESP)
+    if ((type < RAFT_MSG_APPEND || type > RAFT_MSG_READ_INDEX_RESP) &&
+        type != TRANSPORT_MSG_PROPOSE)
         return FL_ERR_CORRUPT;
     msg->type = (raft_msg_type)type;
     msg->from = take_u64(&r);

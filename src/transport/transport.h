@@ -42,6 +42,10 @@
 #define TRANSPORT_INCOMING_MAX        64u /* accepted connections at once; more are closed */
 #define TRANSPORT_PEERS_MAX           64u /* transport_add_peer beyond it: FL_ERR_BUSY */
 #define TRANSPORT_SNAPSHOT_CHUNK      (1u << 20)
+/* Besides Raft's own message types the codec carries this one, which Raft
+ * never sees: a follower's client proposals forwarded to the leader (same
+ * fields, entries only). */
+#define TRANSPORT_MSG_PROPOSE ((raft_msg_type)100)
 
 typedef struct transport transport;
 
