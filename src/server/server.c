@@ -243,10 +243,11 @@ fl_err server_create(uv_loop_t *loop, const server_options *options, server **ou
     FL_LOG_INFOF("server", "member ready",
                  "name=%s member_id=%016" PRIx64 " cluster_id=%016" PRIx64
                  " data_dir=%s applied_index=%" PRIu64 " revision=%" PRId64 " replayed=%" PRIu64
-                 " members=%u peer_url=%s",
+                 " members=%u peer_url=%s peer_port=%d",
                  srv->name, srv->member_id, srv->cluster_id, srv->data_dir,
                  mvcc_applied_index(srv->store), mvcc_current_revision(srv->store), srv->replayed,
-                 srv->cluster.n_members, srv->listen_peer_url);
+                 srv->cluster.n_members, srv->listen_peer_url,
+                 transport_listen_port(srv->transport));
     *out = srv;
     return FL_OK;
 }
