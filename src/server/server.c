@@ -220,6 +220,15 @@ fl_err server_create(uv_loop_t *loop, const server_options *options, server **ou
     }
     if (err == FL_OK)
         err = server_node_start(srv, errbuf, errbuf_len);
+    if (err == FL_OK && srv->apply_stalled) {
+        /* replay found no room in LMDB: say so rather than serve a store
+         * that lags its own log */
+        snprintf(errbuf, errbuf_len,
+                 "replaying WAL entry %" PRIu64 " into %s failed: no space left on device "
+                 "(free disk space and start again; nothing is lost)",
+                 srv->apply_head ? srv->apply_head->index : 0, srv->db_dir);
+        err = FL_ERR_NOSPACE;
+    }
     if (err != FL_OK) {
         if (!errbuf[0])
             snprintf(errbuf, errbuf_len, "cannot start: %s", fl_err_name(err));

@@ -26,8 +26,12 @@ fl_err server_write_admit(server *srv)
         return FL_ERR_STOPPED;
     if (srv->failed)
         return FL_ERR_IO;
-    if (srv->apply_stalled || writer_stalled(srv->writer))
+    if (srv->apply_stalled)
         return FL_ERR_NOSPACE;
+    if (writer_stalled(srv->writer)) {
+        writer_nudge(srv->writer);
+        return FL_ERR_NOSPACE;
+    }
     if (srv->leader_id == 0)
         return FL_ERR_NO_LEADER;
     if (srv->writes_pending >= srv->options.pending_writes_max ||

@@ -101,14 +101,16 @@ static bool checkpoint_step(writer *w)
         assert(w->ckpt_running);
         pthread_join(w->ckpt_thread, NULL);
         w->ckpt_running = false;
+        uint64_t first_before = wal_first_index(w->log);
         if (err == FL_OK && !broken)
             err = wal_release_up_to(w->log, w->ckpt_index);
         if (err != FL_OK && !broken)
             FL_LOG_WARNF("server", "checkpoint failed; the WAL is kept",
                          "index=%" PRIu64 " err=%s", w->ckpt_index, fl_err_name(err));
-        else if (!broken)
-            FL_LOG_DEBUGF("server", "checkpoint", "index=%" PRIu64 " wal_first_index=%" PRIu64,
-                          w->ckpt_index, wal_first_index(w->log));
+        else if (!broken && wal_first_index(w->log) != first_before)
+            FL_LOG_INFOF("server", "checkpoint released WAL entries",
+                         "index=%" PRIu64 " wal_first_index=%" PRIu64, w->ckpt_index,
+                         wal_first_index(w->log));
         pthread_mutex_lock(&w->mu);
         if (err == FL_OK && !broken) {
             w->stats.checkpoints++;
@@ -336,6 +338,14 @@ bool writer_stalled(const writer *w)
     bool stalled = w->stalled || w->broken;
     pthread_mutex_unlock(mu);
     return stalled;
+}
+
+void writer_nudge(writer *w)
+{
+    pthread_mutex_lock(&w->mu);
+    if (w->stalled)
+        pthread_cond_broadcast(&w->cond); /* retry the append now, not at the backoff's end */
+    pthread_mutex_unlock(&w->mu);
 }
 
 bool writer_broken(const writer *w)

@@ -89,6 +89,8 @@ writer_batch *writer_take_done(writer *w, bool *exited);
  * fdatasync (writer_broken). */
 bool writer_stalled(const writer *w);
 bool writer_broken(const writer *w);
+/* A client wants to write while stalled: retry the append now. */
+void writer_nudge(writer *w);
 
 /* Asks for a checkpoint at an applied index whose LMDB commit has returned:
  * the store is synced and WAL segments up to `index` are released. At most

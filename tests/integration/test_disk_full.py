@@ -64,8 +64,9 @@ def value_for(key):
     return (key + ":") * (VALUE_BYTES // (len(key) + 1))
 
 
-def read_all(endpoint):
-    _, out, _ = harness.etcdctl(endpoint, "get", "k", "--prefix", "-w", "json")
+def read_all(endpoint, serializable=False):
+    args = ["--consistency=s"] if serializable else []
+    _, out, _ = harness.etcdctl(endpoint, "get", "k", "--prefix", "-w", "json", *args)
     data = json.loads(out)
     kvs = {}
     for kv in data.get("kvs", []):
@@ -128,6 +129,18 @@ class Checker:
         assert NOSPACE_TEXT in err, "put %s: unclear error: %s" % (key, err[-500:])
         self.refused.append(key)
 
+    def put_stuck(self, tag):
+        """The first put after the WAL filled: its entry is in Raft's log already
+        (the leader proposed it before the append failed), so it can be neither
+        refused nor acked: the member keeps retrying the append and the client
+        sees a timeout; it may still land once there is room (outcome unknown)."""
+        key = self.next_key(tag)
+        rev, err = put(self.member.endpoint, key, value_for(key))
+        assert rev is None, "put %s succeeded (rev %d) on a full disk" % (key, rev)
+        assert NOSPACE_TEXT in err or "request timed out" in err, \
+            "put %s: unclear error: %s" % (key, err[-500:])
+        self.unknown[key] = value_for(key)
+
     def put_refused_flotilla(self, tag):
         """The same through our own CLI (`flotilla put KEY` with the value on stdin)."""
         key = self.next_key(tag)
@@ -139,11 +152,14 @@ class Checker:
         assert proc.stderr == "Error: etcdserver: no space left on device\n", proc.stderr
         self.refused.append(key)
 
-    def check_serving(self, when):
-        """A second client reads everything acknowledged; the member is alive."""
+    def check_serving(self, when, serializable=False):
+        """A second client reads everything acknowledged; the member is alive.
+        While LMDB cannot apply, linearizable reads wait (their read index
+        includes the committed entries not applied yet): serializable reads
+        are served."""
         assert self.member.proc.poll() is None, "%s: member exited with %s\n%s" % (
             when, self.member.proc.returncode, self.member.log_text()[-3000:])
-        revision, kvs = read_all(self.member.endpoint)
+        revision, kvs = read_all(self.member.endpoint, serializable)
         self.check_kvs(when, revision, kvs, extra={})
         _, out, _ = harness.etcdctl(self.member.endpoint, "endpoint", "status", "-w", "json")
         assert json.loads(out)[0]["Status"]["header"]["revision"] == revision
@@ -210,7 +226,7 @@ def concurrent(c, mnt, filler):
             time.sleep(hold)
             assert member.proc.poll() is None, "member exited with %s\n%s" % (
                 member.proc.returncode, member.log_text()[-3000:])
-            read_all(member.endpoint)  # a reader is served while the disk is full
+            read_all(member.endpoint, serializable=True)  # served while the disk is full
             os.unlink(filler)
     finally:
         stop.set()
@@ -238,6 +254,7 @@ def run(mnt):
 
         # 2. less room than one WAL record: puts fail at once, reads go on
         fill_to(mnt, filler, 20 * 1024)
+        c.put_stuck("walfull")
         for _ in range(3):
             c.put_refused("walfull")
         c.put_refused_flotilla("walfull")
@@ -245,9 +262,20 @@ def run(mnt):
         assert STALL_LOG not in member.log_text()
         print("2. WAL full: puts refused with %r, reads served" % NOSPACE_TEXT)
 
-        # 3. room again, no restart
+        # 3. room again, no restart: the member retries the stuck append (a
+        # backoff of at most 1 s) and takes writes again once it went through
         os.unlink(filler)
         pid = member.proc.pid
+        deadline = time.monotonic() + 10
+        while True:
+            key = c.next_key("retry")
+            rev, err = put(member.endpoint, key, value_for(key))
+            if rev is not None:
+                c.acked[key] = (value_for(key), rev)
+                break
+            assert NOSPACE_TEXT in err and time.monotonic() < deadline, err
+            c.refused.append(key)
+            time.sleep(0.1)
         for _ in range(3):
             c.put_ok("after")
         assert member.proc.pid == pid
@@ -268,7 +296,7 @@ def run(mnt):
             member.proc.returncode, member.log_text()[-2000:])
         assert waiter.is_alive(), "the logged put was answered while LMDB had no room: %s" % result
         c.put_refused("lmdbfull")
-        c.check_serving("LMDB full")
+        c.check_serving("LMDB full", serializable=True)
         os.unlink(filler)
         waiter.join(timeout=60)
         assert not waiter.is_alive()
@@ -308,7 +336,7 @@ def run(mnt):
         member.start()
         revision, kvs = read_all(member.endpoint)
         # it was logged: the restart applies it, at the next revision
-        logged = {key: (value_for(key), 2 + len(c.acked))}
+        logged = {key: (value_for(key), revision)}  # the newest write
         c.check_kvs("restart after SIGTERM", revision, kvs, extra=logged)
         c.acked.update(logged)
         c.put_ok("after")
