@@ -244,7 +244,8 @@ struct raft_status {
     uint64_t term;
     raft_id vote;
     uint64_t commit;
-    uint64_t persisted; /* last index raft_persisted covers (and still valid) */
+    uint64_t persisted; /* last index raft_persisted covers and still valid (a received
+                         * snapshot counts at once: it is committed) */
     uint64_t applied;
     uint64_t first_index; /* first entry held in memory */
     uint64_t last_index;
