@@ -34,12 +34,15 @@
  *   reports (the entry at index now has another term, e.g. truncated and
  *   rewritten meanwhile; or index beyond what was handed out) are ignored.
  *   Only now does a leader count its own log toward commit. A snapshot of
- *   (index, term) is reported with that index and term.
+ *   (index, term) is reported with that index and term. A ready that
+ *   persists only a hard state needs no report.
  * raft_applied(n, index): the state machine applied every committed entry up
  *   to index (all handed out before). Configuration entries take effect here;
  *   a leader appends "leave joint" after applying "enter joint"; raft_compact
  *   compacts at this index. Installing a handed-out snapshot is reported as
- *   raft_applied(snapshot.index).
+ *   raft_applied(snapshot.index). An index at or below the applied one is
+ *   ignored (e.g. entries a snapshot replaced meanwhile); one beyond what was
+ *   handed out for apply is a caller bug (asserted).
  *
  * The caller's obligations:
  *   1. Persist readies in order (FIFO): snapshot, then entries, then hard state.
@@ -56,6 +59,9 @@
  *      >= its index.
  * raft_has_ready() reports only work to hand out: writes and applies in
  * flight are not work, so the loop does not spin while it waits for them.
+ * A leader that won alone (one voter) holds its appends until its first
+ * entry is persisted: no vote request had to wait for its new term to reach
+ * the disk, and a crash before that could let it lead the same term twice.
  *
  * Between raft_ready() and raft_advance() no other raft_* call may be made on
  * that node (asserted). Everything a ready points to (entries, message entry
@@ -221,9 +227,9 @@ struct raft_ready {
     bool has_hard_state;
     struct raft_hard_state hard_state;
     const struct raft_snapshot *snapshot; /* NULL: none to install */
-    const struct raft_entry *entries;     /* to persist */
+    const struct raft_entry *entries;     /* to persist; never handed out twice */
     size_t n_entries;
-    const struct raft_entry *committed; /* to apply, in order */
+    const struct raft_entry *committed; /* to apply, in order, once persisted */
     size_t n_committed;
     struct raft_msg *msgs;
     size_t n_msgs;
@@ -238,7 +244,8 @@ struct raft_status {
     uint64_t term;
     raft_id vote;
     uint64_t commit;
-    uint64_t persisted; /* last index raft_persisted covers (and still valid) */
+    uint64_t persisted; /* last index raft_persisted covers and still valid (a received
+                         * snapshot counts at once: it is committed) */
     uint64_t applied;
     uint64_t first_index; /* first entry held in memory */
     uint64_t last_index;

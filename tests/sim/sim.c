@@ -438,11 +438,29 @@ static void disk_free(struct disk *d)
     memset(d, 0, sizeof(*d));
 }
 
+/* The disk's entries follow its snapshot contiguously: O(1) lookup. */
+static bool disk_holds(const struct disk *d, uint64_t index, uint64_t term)
+{
+    if (index <= d->snap.index) {
+        return true; /* covered by the snapshot on disk */
+    }
+    if (d->n_entries == 0 || index < d->entries[0].index) {
+        return false;
+    }
+    uint64_t at = index - d->entries[0].index;
+    return at < d->n_entries && d->entries[at].index == index && d->entries[at].term == term;
+}
+
 static bool sm_apply(struct node *nd, const struct applied_rec *e)
 {
     SIM_ASSERT(e->index == nd->sm_applied + 1,
                "node %" PRIu64 " applies index %" PRIu64 " after %" PRIu64, nd->id, e->index,
                nd->sm_applied);
+    /* The caller's obligation 3, and the core's promise that what it hands
+     * out to apply was handed out to persist first. */
+    SIM_ASSERT(disk_holds(&nd->disk, e->index, e->term),
+               "node %" PRIu64 " applies index %" PRIu64 " (term %" PRIu64 ") not on its disk",
+               nd->id, e->index, e->term);
     uint64_t hash = e->hash;
     if (!record_committed(e->index, e->term, hash, "an applying node")) {
         return false;
