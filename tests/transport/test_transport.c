@@ -506,6 +506,7 @@ struct raw {
     uint8_t *bytes;
     size_t len;
     bool connected, closed_by_peer, handle_closed;
+    size_t got; /* bytes the transport sent us */
     char rbuf[4096];
 };
 
@@ -523,6 +524,8 @@ static void raw_closed(uv_handle_t *h)
 static void raw_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     struct raw *r = s->data;
+    if (n > 0)
+        r->got += (size_t)n;
     if (n < 0 && !r->closed_by_peer) {
         r->closed_by_peer = true;
         uv_close((uv_handle_t *)&r->tcp, raw_closed);
@@ -546,11 +549,11 @@ static bool raw_done(void *ctx)
     return ((struct raw *)ctx)->handle_closed;
 }
 
-/* Connects to port, writes bytes, and returns once the transport closed the
- * connection (fails the test if it does not within the deadline). */
-static void raw_send_expect_close(int port, const uint8_t *bytes, size_t len)
+/* Connects to port and writes bytes; the caller runs the loop. */
+static struct raw *raw_open(int port, const uint8_t *bytes, size_t len)
 {
-    struct raw *r = calloc(1, sizeof *r);
+    struct raw *r = calloc(1, sizeof *r); /* freed by raw_free */
+    assert_non_null(r);
     r->bytes = malloc(len);
     memcpy(r->bytes, bytes, len);
     r->len = len;
@@ -559,7 +562,26 @@ static void raw_send_expect_close(int port, const uint8_t *bytes, size_t len)
     r->connect.data = r;
     struct sockaddr_in addr;
     uv_ip4_addr("127.0.0.1", port, &addr);
-    uv_tcp_connect(&r->connect, &r->tcp, (const struct sockaddr *)&addr, raw_connected);
+    assert_int_equal(
+        uv_tcp_connect(&r->connect, &r->tcp, (const struct sockaddr *)&addr, raw_connected), 0);
+    return r;
+}
+
+/* Closes our side (if the transport has not) and frees r. */
+static void raw_free(struct raw *r)
+{
+    if (!r->closed_by_peer && !uv_is_closing((uv_handle_t *)&r->tcp))
+        uv_close((uv_handle_t *)&r->tcp, raw_closed);
+    assert_true(run_until(raw_done, r, "raw client closed"));
+    free(r->bytes);
+    free(r);
+}
+
+/* Connects to port, writes bytes, and returns once the transport closed the
+ * connection (fails the test if it does not within the deadline). */
+static void raw_send_expect_close(int port, const uint8_t *bytes, size_t len)
+{
+    struct raw *r = raw_open(port, bytes, len);
     /* Well inside TRANSPORT_HELLO_MS and the idle timeout: the close must
      * come from the check on the bytes, not from a deadline. */
     uint64_t deadline = uv_now(&g_loop) + 3000;
@@ -568,8 +590,7 @@ static void raw_send_expect_close(int port, const uint8_t *bytes, size_t len)
     if (!raw_done(r))
         fprintf(stderr, "the transport did not close a bad connection within 3 s\n");
     assert_true(raw_done(r));
-    free(r->bytes);
-    free(r);
+    raw_free(r);
 }
 
 static size_t put_frame(uint8_t *out, const uint8_t *payload, uint32_t len)
@@ -909,6 +930,117 @@ static void test_peers(void **state)
     node_cleanup(b);
 }
 
+struct raws_wait {
+    struct raw **raws;
+    int count;
+};
+
+static bool all_answered(void *ctx)
+{
+    struct raws_wait *w = ctx;
+    for (int i = 0; i < w->count; i++)
+        if (w->raws[i]->got == 0 || w->raws[i]->closed_by_peer)
+            return false;
+    return true;
+}
+
+static bool raw_answered_or_closed(void *ctx)
+{
+    struct raw *r = ctx;
+    return r->got > 0 || r->closed_by_peer;
+}
+
+/* At most TRANSPORT_INCOMING_MAX incoming connections: the next one is
+ * closed without an answer; once one goes away, a new one is served. */
+static void test_incoming_connection_limit(void **state)
+{
+    struct node *b = node_new(0xb0, 6);
+    enum { LIMIT = 64 };
+    _Static_assert(LIMIT == TRANSPORT_INCOMING_MAX, "the test follows the header");
+    struct raw *raws[LIMIT];
+    uint8_t hello[64];
+    size_t n = put_hello(hello, CODEC_WIRE_VERSION, 6, 0xc0, 0xb0);
+    for (int i = 0; i < LIMIT; i++)
+        raws[i] = raw_open(b->port, hello, n);
+    struct raws_wait w = {raws, LIMIT};
+    assert_true(run_until(all_answered, &w, "64 handshakes answered"));
+    struct raw *extra = raw_open(b->port, hello, n);
+    assert_true(run_until(raw_answered_or_closed, extra, "the 65th connection handled"));
+    assert_int_equal(extra->got, 0);
+    assert_true(extra->closed_by_peer);
+    raw_free(extra);
+    /* The 64 are still served. */
+    for (int i = 0; i < LIMIT; i++)
+        assert_false(raws[i]->closed_by_peer);
+    raw_free(raws[0]);
+    /* The transport learns of the close when it reads the EOF; retry until
+     * the freed slot is taken (bounded). */
+    bool served = false;
+    for (int attempt = 0; attempt < 50 && !served; attempt++) {
+        struct raw *r = raw_open(b->port, hello, n);
+        assert_true(run_until(raw_answered_or_closed, r, "a new connection handled"));
+        served = r->got > 0 && !r->closed_by_peer;
+        raw_free(r);
+    }
+    assert_true(served);
+    for (int i = 1; i < LIMIT; i++)
+        raw_free(raws[i]);
+    node_cleanup(b);
+}
+
+static bool dir_has_tmp(const char *dir)
+{
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "ls %s | grep -q '\\.tmp$'", dir);
+    return system(cmd) == 0;
+}
+
+static bool receiving_started(void *ctx)
+{
+    return dir_has_tmp(((struct node *)ctx)->dir);
+}
+
+static bool sender_reported(void *ctx)
+{
+    struct node *n = ctx;
+    return n->snap_ok + n->snap_failed > 0;
+}
+
+static bool tmp_gone(void *ctx)
+{
+    return !dir_has_tmp(((struct node *)ctx)->dir);
+}
+
+/* Either side stopping in the middle of a body: the sender reports failure
+ * (or, stopping itself, nothing), the receiver leaves no temp file, and
+ * nothing leaks (ASan). */
+static void test_stop_during_snapshot(void **state)
+{
+    for (int stop_receiver = 0; stop_receiver <= 1; stop_receiver++) {
+        struct node *a = node_new(0x61, 8), *b = node_new(0x62, 8);
+        struct node *nodes[] = {a, b};
+        connect_nodes(nodes, 2);
+        uint32_t crc;
+        make_snapshot_source(a, 64ull << 20, &crc);
+        struct raft_msg m = plain(RAFT_MSG_SNAPSHOT, a->id, b->id, 0);
+        assert_int_equal(transport_send(a->t, 1, &m), FL_OK);
+        assert_true(run_until(receiving_started, b, "the receiver's temp file"));
+        if (stop_receiver) {
+            node_stop(b);
+            assert_true(run_until(sender_reported, a, "the sender's report"));
+            assert_int_equal(a->snap_failed, 1);
+            assert_false(dir_has_tmp(b->dir));
+        } else {
+            node_stop(a);
+            assert_int_equal(a->snap_ok + a->snap_failed, 0); /* none after stop */
+            assert_true(run_until(tmp_gone, b, "the receiver to drop its temp file"));
+        }
+        assert_int_equal(b->n_records, 0);
+        node_cleanup(a);
+        node_cleanup(b);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -921,6 +1053,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_snapshot_streams_beside_heartbeats, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fault_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_peers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_incoming_connection_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_during_snapshot, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
