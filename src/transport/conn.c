@@ -147,11 +147,10 @@ static void on_closed(uv_handle_t *h)
             for (uint32_t i = 0; i < p->n_groups; i++)
                 t->o.on_unreachable(t->o.ctx, p->groups[i], p->id);
     }
+    if (c->role == CONN_OUT_SNAP && c->snap_out->acked)
+        t->stats.snapshots_sent++;
     if (!t->stopping && c->role == CONN_OUT_SNAP && t->o.on_snapshot_sent) {
-        assert(c->snap_out);
         bool ok = c->snap_out->acked;
-        if (ok)
-            t->stats.snapshots_sent++;
         t->o.on_snapshot_sent(t->o.ctx, c->snap_out->group_id, c->remote_id, ok);
     }
     conn_unref(c);
@@ -203,7 +202,7 @@ void conn_push_control(struct conn *c, struct frame *f)
 
 void conn_schedule_flush(struct conn *c)
 {
-    c->t->flush_pending = true;
+    transport_schedule_flush(c->t);
 }
 
 static void on_written(uv_write_t *req, int status)

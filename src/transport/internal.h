@@ -25,13 +25,14 @@
 #include "transport/codec.h"
 #include "transport/transport.h"
 
-#define TRANSPORT_TICK_MS           20u    /* timer period: faults, deadlines, reconnects */
-#define TRANSPORT_HELLO_MS          5000u  /* connect + handshake must finish within */
-#define TRANSPORT_IDLE_MS           10000u /* an incoming stream silent this long is closed */
-#define TRANSPORT_PING_MS           1000u  /* an idle outgoing stream sends a ping this often */
-#define TRANSPORT_SNAPSHOT_STALL_MS 60000u /* a snapshot stream without progress this long fails   \
-                                            */
-#define TRANSPORT_KEEPALIVE_S     10u      /* TCP keepalive: finds peers that vanished silently */
+#define TRANSPORT_TICK_MS  20u    /* timer period: faults, deadlines, reconnects */
+#define TRANSPORT_HELLO_MS 5000u  /* connect + handshake must finish within */
+#define TRANSPORT_IDLE_MS  10000u /* an incoming stream silent this long is closed */
+#define TRANSPORT_PING_MS  1000u  /* an idle outgoing stream sends a ping this often */
+#define TRANSPORT_SNAPSHOT_STALL_MS                                                                \
+    60000u                            /* a snapshot stream without progress this long fails        \
+                                       */
+#define TRANSPORT_KEEPALIVE_S     10u /* TCP keepalive: finds peers that vanished silently */
 #define TRANSPORT_BACKOFF_MIN_MS  50u
 #define TRANSPORT_BACKOFF_MAX_MS  2000u
 #define TRANSPORT_GROUPS_TRACKED  16u /* groups per peer that on_unreachable reports */
@@ -147,6 +148,7 @@ struct transport {
     uv_tcp_t listener;
     uv_timer_t tick;
     uv_check_t flush_check;
+    uv_idle_t flush_idle;
     int listen_port;
     bool stopping;
     bool flush_pending;
@@ -180,6 +182,7 @@ bool transport_faulted(const transport *t, uint64_t id);
 void transport_log_limited(transport *t, enum log_slot slot, const char *msg, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 void transport_release(transport *t); /* live--; calls stopped at 0 when stopping */
+void transport_schedule_flush(transport *t);
 uint64_t transport_jitter(transport *t, uint64_t ms);
 
 /* frames (conn.c) */

@@ -104,7 +104,7 @@ typedef struct transport_stats {
     uint64_t received;   /* messages delivered to on_message */
     uint64_t dropped;    /* messages dropped: full queue, broken stream, fault file */
     uint64_t bad_frames; /* connections closed for what they sent */
-    uint64_t connects;   /* outgoing connections that completed the handshake */
+    uint64_t connects;   /* outgoing message streams that completed the handshake */
     uint64_t snapshots_sent;
     uint64_t snapshots_received;
 } transport_stats;

@@ -1047,6 +1047,31 @@ static void test_stop_during_snapshot(void **state)
     }
 }
 
+/* A send from a timer callback (Raft's tick) must not sit in the queue while
+ * the loop blocks in poll: with frames waiting, the loop's poll timeout is 0,
+ * and once they are written the loop may block again. */
+static void test_send_does_not_wait_for_poll(void **state)
+{
+    struct node *a = node_new(0xd1, 2), *b = node_new(0xd2, 2);
+    struct node *nodes[] = {a, b};
+    connect_nodes(nodes, 2);
+    struct serving_wait w = {a, b, 1, 0};
+    assert_true(run_until(b_got_more, &w, "stream up"));
+    /* Let the loop settle: nothing pending, so the poll may block. */
+    uint64_t deadline = uv_now(&g_loop) + DEADLINE_MS;
+    while (uv_backend_timeout(&g_loop) == 0 && uv_now(&g_loop) < deadline)
+        uv_run(&g_loop, UV_RUN_NOWAIT);
+    assert_int_not_equal(uv_backend_timeout(&g_loop), 0);
+    uint32_t before = b->n_records;
+    struct raft_msg m = plain(RAFT_MSG_HEARTBEAT, a->id, b->id, 12345);
+    assert_int_equal(transport_send(a->t, 1, &m), FL_OK);
+    assert_int_equal(uv_backend_timeout(&g_loop), 0);
+    wait_records(b, before + 1);
+    assert_int_equal(b->records[before].msg.context, 12345);
+    node_cleanup(a);
+    node_cleanup(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1061,6 +1086,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_peers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_incoming_connection_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_during_snapshot, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_send_does_not_wait_for_poll, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
