@@ -59,7 +59,7 @@ struct frame_list {
 };
 
 typedef enum conn_role {
-    CONN_OUT_MSG,  /* we dialed: message stream to a peer */
+    CONN_OUT_MSG,  /* we dialed: a message or append stream to a peer (c->stream) */
     CONN_OUT_SNAP, /* we dialed: one snapshot to a peer */
     CONN_IN,       /* accepted: either stream kind, known after hello */
 } conn_role;
@@ -102,7 +102,7 @@ struct conn {
     uv_connect_t connect_req;
     uv_write_t write_req;
     conn_role role;
-    codec_stream stream; /* CONN_IN: from the hello */
+    codec_stream stream; /* CONN_OUT_MSG: which one; CONN_IN: from the hello */
     struct peer *peer;   /* outgoing only; NULL once detached */
     uint64_t remote_id;  /* outgoing: from the start; incoming: after hello */
     unsigned refs;       /* 1 for the handle + 1 per fs request in flight */
@@ -122,17 +122,27 @@ struct conn {
     struct snap_in *snap_in;
 };
 
+/* Two outgoing streams per peer, as etcd's rafthttp has: appends on one,
+ * everything else (heartbeats, votes, responses, read index) on the other,
+ * so a heartbeat never waits behind a large append. Order is kept within
+ * each stream. */
+enum { PEER_STREAM_MSG, PEER_STREAM_APPEND, PEER_STREAMS };
+
+struct peer_stream {
+    struct conn *conn;       /* NULL while backing off */
+    struct frame_list queue; /* frames not yet written */
+    uint32_t backoff_ms;
+    uint64_t next_dial_ms;
+};
+
 struct peer {
     uint64_t id;
     char url[256];
     struct sockaddr_storage addr;
-    struct frame_list queue; /* message frames not yet written */
-    uint32_t queued_msgs;    /* queue + counted frames in flight */
+    struct peer_stream streams[PEER_STREAMS];
+    uint32_t queued_msgs; /* both queues + counted frames in flight */
     uint64_t queued_bytes;
-    struct conn *out;      /* message stream, NULL while backing off */
     struct conn *snap_out; /* the one snapshot in flight to it */
-    uint32_t backoff_ms;
-    uint64_t next_dial_ms;
     bool ever_up, ever_recv;
     uint64_t last_up_ms, last_recv_ms;
     uint32_t n_groups;
@@ -190,6 +200,11 @@ struct frame *frame_new(uint32_t payload_len); /* owned by the caller; NULL on E
 void frame_seal(struct frame *f, uint32_t payload_len);
 void frame_list_push(struct frame_list *l, struct frame *f);
 void frame_list_free(struct frame_list *l);
+
+static inline int peer_stream_slot(codec_stream s)
+{
+    return s == CODEC_STREAM_APPEND ? PEER_STREAM_APPEND : PEER_STREAM_MSG;
+}
 
 /* conn.c */
 struct conn *conn_new(transport *t, conn_role role);

@@ -712,10 +712,10 @@ static void test_bad_input_closes_connection(void **state)
         w.want = b->n_records + 1;
         assert_true(run_until(b_got_more, &w, "delivery from the good peer after a bad input"));
     }
-    /* The good stream was never broken. */
+    /* The good streams (messages and appends) were never broken. */
     transport_stats sa;
     transport_get_stats(a->t, &sa);
-    assert_int_equal(sa.connects, 1);
+    assert_int_equal(sa.connects, 2);
     assert_int_equal(a->unreachable, 0);
     node_cleanup(a);
     node_cleanup(b);
@@ -1072,6 +1072,45 @@ static void test_send_does_not_wait_for_poll(void **state)
     node_cleanup(b);
 }
 
+/* A heartbeat sent right after a large append arrives before it: appends
+ * have a stream of their own, so nothing small waits behind them. */
+static void test_heartbeat_overtakes_big_append(void **state)
+{
+    struct node *a = node_new(0xe1, 2), *b = node_new(0xe2, 2);
+    struct node *nodes[] = {a, b};
+    connect_nodes(nodes, 2);
+    /* Both streams up: one message each way on each. */
+    struct serving_wait w = {a, b, 1, 0};
+    assert_true(run_until(b_got_more, &w, "message stream up"));
+    struct raft_entry small = {.term = 1, .index = 1, .len = 1, .data = (uint8_t *)"x"};
+    struct raft_msg m = plain(RAFT_MSG_APPEND, a->id, b->id, 1);
+    m.n_entries = 1;
+    m.entries = &small;
+    assert_int_equal(transport_send(a->t, 1, &m), FL_OK);
+    wait_records(b, b->n_records + 1);
+    uint32_t base = b->n_records;
+    const uint32_t big_bytes = 48u << 20;
+    uint8_t *big = malloc(big_bytes);
+    assert_non_null(big);
+    memset(big, 0xab, big_bytes);
+    struct raft_entry e = {.term = 1, .index = 2, .len = big_bytes, .data = big};
+    m = plain(RAFT_MSG_APPEND, a->id, b->id, 2);
+    m.n_entries = 1;
+    m.entries = &e;
+    assert_int_equal(transport_send(a->t, 1, &m), FL_OK);
+    free(big); /* encoded at send time */
+    struct raft_msg hb = plain(RAFT_MSG_HEARTBEAT, a->id, b->id, 3);
+    assert_int_equal(transport_send(a->t, 1, &hb), FL_OK);
+    wait_records(b, base + 2);
+    fprintf(stderr, "arrival order: %s then %s\n", raft_msg_type_name(b->records[base].msg.type),
+            raft_msg_type_name(b->records[base + 1].msg.type));
+    assert_int_equal(b->records[base].msg.type, RAFT_MSG_HEARTBEAT);
+    assert_int_equal(b->records[base + 1].msg.type, RAFT_MSG_APPEND);
+    assert_int_equal(b->records[base + 1].first_len, big_bytes);
+    node_cleanup(a);
+    node_cleanup(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1087,6 +1126,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_incoming_connection_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_during_snapshot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_does_not_wait_for_poll, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_heartbeat_overtakes_big_append, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
