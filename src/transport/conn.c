@@ -596,7 +596,7 @@ void conn_tick(struct conn *c, uint64_t now)
     if (c->closing)
         return;
     if (!c->hello_done) {
-        if (now - c->started_ms > TRANSPORT_HELLO_MS) {
+        if (transport_elapsed(now, c->started_ms) > TRANSPORT_HELLO_MS) {
             if (c->role == CONN_IN)
                 bad_peer(c, "no hello in time");
             else
@@ -605,7 +605,8 @@ void conn_tick(struct conn *c, uint64_t now)
         return;
     }
     if (c->role == CONN_OUT_MSG) {
-        if (!c->writing && now - c->write_ms >= TRANSPORT_PING_MS && c->control.count == 0) {
+        if (!c->writing && transport_elapsed(now, c->write_ms) >= TRANSPORT_PING_MS &&
+            c->control.count == 0) {
             struct frame *f = frame_new(1);
             if (f) {
                 f->data[CODEC_FRAME_HEADER] = CODEC_KIND_PING;
@@ -622,6 +623,6 @@ void conn_tick(struct conn *c, uint64_t now)
         c->role == CONN_OUT_SNAP || (c->role == CONN_IN && c->stream == CODEC_STREAM_SNAPSHOT)
             ? TRANSPORT_SNAPSHOT_STALL_MS
             : TRANSPORT_IDLE_MS;
-    if (!disk_busy && now - c->activity_ms > limit)
+    if (!disk_busy && transport_elapsed(now, c->activity_ms) > limit)
         conn_close(c, c->role == CONN_IN ? "idle incoming stream" : "snapshot stalled");
 }

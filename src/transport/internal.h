@@ -35,8 +35,9 @@
 #define TRANSPORT_KEEPALIVE_S     10u /* TCP keepalive: finds peers that vanished silently */
 #define TRANSPORT_BACKOFF_MIN_MS  50u
 #define TRANSPORT_BACKOFF_MAX_MS  2000u
-#define TRANSPORT_GROUPS_TRACKED  16u /* groups per peer that on_unreachable reports */
-#define TRANSPORT_FAULTS_MAX      64u /* ids read from the fault file */
+#define TRANSPORT_GROUPS_TRACKED  16u   /* groups per peer that on_unreachable reports */
+#define TRANSPORT_FAULTS_MAX      64u   /* ids read from the fault file */
+#define TRANSPORT_STALL_MS        1000u /* a tick this late means the loop was stalled */
 #define TRANSPORT_FAULT_FILE_MAX  4096u
 #define TRANSPORT_FRAME_BYTES_MIN 4096u       /* smaller frame_bytes_max is refused */
 #define TRANSPORT_READ_SLACK      (64u << 10) /* read buffer room beyond one frame */
@@ -173,6 +174,7 @@ struct transport {
     struct raft_entry *entries; /* decode scratch, RAFT_MSG_ENTRIES_MAX */
     uint64_t rng;
     uint64_t snap_seq;
+    uint64_t last_tick_ms;
     /* fault hook */
     bool fault_known;
     int64_t fault_mtime_ns;
@@ -200,6 +202,13 @@ struct frame *frame_new(uint32_t payload_len); /* owned by the caller; NULL on E
 void frame_seal(struct frame *f, uint32_t payload_len);
 void frame_list_push(struct frame_list *l, struct frame *f);
 void frame_list_free(struct frame_list *l);
+
+/* now - then, 0 if then is later (a timestamp moved by a stall, or taken
+ * from a cached loop time): deadlines never wrap around. */
+static inline uint64_t transport_elapsed(uint64_t now, uint64_t then)
+{
+    return now > then ? now - then : 0;
+}
 
 static inline int peer_stream_slot(codec_stream s)
 {

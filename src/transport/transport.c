@@ -175,6 +175,20 @@ static void on_tick(uv_timer_t *timer)
     if (t->o.test_fault_file)
         fault_check(t);
     uint64_t now = uv_now(t->loop);
+    /* Timers run before the poll: after the loop was stalled (a long
+     * callback elsewhere), the deadlines below would fire before the bytes
+     * that arrived meanwhile are read. Deadlines count only time the loop
+     * was running, so move them by the stall. */
+    uint64_t gap = now - t->last_tick_ms;
+    if (gap > TRANSPORT_STALL_MS) {
+        FL_LOG_INFOF(MODULE, "loop stalled; peer deadlines moved", "local=%016llx ms=%llu",
+                     (unsigned long long)t->o.local_id, (unsigned long long)gap);
+        for (struct conn *c = t->conns; c; c = c->next) {
+            c->started_ms = c->started_ms + gap < now ? c->started_ms + gap : now;
+            c->activity_ms = c->activity_ms + gap < now ? c->activity_ms + gap : now;
+        }
+    }
+    t->last_tick_ms = now;
     for (uint32_t i = 0; i < t->n_peers; i++) {
         struct peer *p = t->peers[i];
         for (int slot = 0; slot < PEER_STREAMS; slot++)
@@ -319,6 +333,7 @@ fl_err transport_create(uv_loop_t *loop, const transport_options *o, transport *
     if (!t->o.frame_bytes_max)
         t->o.frame_bytes_max = TRANSPORT_FRAME_BYTES_DEFAULT;
     t->rng = (o->local_id ^ uv_hrtime()) | 1;
+    t->last_tick_ms = uv_now(loop);
     fl_err err = create_handles(t, errbuf, errbuf_len);
     if (err != FL_OK) {
         /* A listener that was initialised must be closed through the loop;
@@ -481,9 +496,9 @@ bool transport_peer_active(const transport *t, uint64_t peer_id, uint64_t within
         if (p->streams[slot].conn && p->streams[slot].conn->hello_done)
             return true;
     uint64_t now = uv_now(t->loop);
-    if (p->ever_up && now - p->last_up_ms <= within_ms)
+    if (p->ever_up && transport_elapsed(now, p->last_up_ms) <= within_ms)
         return true;
-    return p->ever_recv && now - p->last_recv_ms <= within_ms;
+    return p->ever_recv && transport_elapsed(now, p->last_recv_ms) <= within_ms;
 }
 
 void transport_get_stats(const transport *t, transport_stats *out)

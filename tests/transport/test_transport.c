@@ -18,6 +18,7 @@
 #include "transport/codec.h"
 #include "transport/transport.h"
 #include "util/crc32c.h"
+#include "util/log.h"
 
 #define DEADLINE_MS 30000
 #define RECORDS_MAX 8192
@@ -1001,9 +1002,16 @@ static bool dir_has_tmp(const char *dir)
     return system(cmd) == 0;
 }
 
+struct started_wait {
+    struct node *a, *b;
+};
+
+/* The receiver has a temp file, or the sender already reported (which the
+ * test then shows as a failure, with the stats). */
 static bool receiving_started(void *ctx)
 {
-    return dir_has_tmp(((struct node *)ctx)->dir);
+    struct started_wait *w = ctx;
+    return w->a->snap_ok + w->a->snap_failed > 0 || dir_has_tmp(w->b->dir);
 }
 
 static bool sender_reported(void *ctx)
@@ -1030,7 +1038,19 @@ static void test_stop_during_snapshot(void **state)
         make_snapshot_source(a, 32ull << 20, &crc);
         struct raft_msg m = plain(RAFT_MSG_SNAPSHOT, a->id, b->id, 0);
         assert_int_equal(transport_send(a->t, 1, &m), FL_OK);
-        assert_true(run_until(receiving_started, b, "the receiver's temp file"));
+        struct started_wait sw = {a, b};
+        assert_true(run_until(receiving_started, &sw, "the receiver's temp file"));
+        if (a->snap_ok + a->snap_failed > 0) {
+            transport_stats sa, sb;
+            transport_get_stats(a->t, &sa);
+            transport_get_stats(b->t, &sb);
+            fprintf(stderr,
+                    "snapshot ended before the test saw it start: ok=%u failed=%u "
+                    "b.snapshots_received=%llu b.bad_frames=%llu\n",
+                    a->snap_ok, a->snap_failed, (unsigned long long)sb.snapshots_received,
+                    (unsigned long long)sb.bad_frames);
+            fail();
+        }
         if (stop_receiver) {
             node_stop(b);
             assert_true(run_until(sender_reported, a, "the sender's report"));
@@ -1113,6 +1133,9 @@ static void test_heartbeat_overtakes_big_append(void **state)
 
 int main(void)
 {
+    /* TRANSPORT_TEST_DEBUG=1 shows every connection close and its reason. */
+    if (getenv("TRANSPORT_TEST_DEBUG"))
+        fl_log_set_level(FL_LOG_DEBUG);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_two_every_type, setup, teardown),
         cmocka_unit_test_setup_teardown(test_three_ordering, setup, teardown),
