@@ -1131,6 +1131,29 @@ static void test_heartbeat_overtakes_big_append(void **state)
     node_cleanup(b);
 }
 
+static bool both_streams_up(void *ctx)
+{
+    struct node *n = ctx;
+    transport_stats st;
+    transport_get_stats(n->t, &st);
+    return st.connects >= 2;
+}
+
+/* A loop stalled longer than the handshake deadline (another callback ran
+ * long) must not time out the connections it could not serve meanwhile. */
+static void test_loop_stall_is_not_a_timeout(void **state)
+{
+    struct node *a = node_new(0xc1, 2), *b = node_new(0xc2, 2);
+    struct node *nodes[] = {a, b};
+    connect_nodes(nodes, 2); /* dials now; nothing is read until the loop runs */
+    usleep(5500 * 1000);     /* the stall under test, longer than TRANSPORT_HELLO_MS */
+    assert_true(run_until(both_streams_up, a, "a's streams up after the stall"));
+    assert_true(run_until(both_streams_up, b, "b's streams up after the stall"));
+    assert_int_equal(a->unreachable + b->unreachable, 0);
+    node_cleanup(a);
+    node_cleanup(b);
+}
+
 int main(void)
 {
     /* TRANSPORT_TEST_DEBUG=1 shows every connection close and its reason. */
@@ -1150,6 +1173,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stop_during_snapshot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_does_not_wait_for_poll, setup, teardown),
         cmocka_unit_test_setup_teardown(test_heartbeat_overtakes_big_append, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_loop_stall_is_not_a_timeout, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
