@@ -1146,9 +1146,21 @@ static void test_loop_stall_is_not_a_timeout(void **state)
     struct node *a = node_new(0xc1, 2), *b = node_new(0xc2, 2);
     struct node *nodes[] = {a, b};
     connect_nodes(nodes, 2); /* dials now; nothing is read until the loop runs */
-    usleep(5500 * 1000);     /* the stall under test, longer than TRANSPORT_HELLO_MS */
+    /* Queued on the connecting streams: a timeout would drop them. */
+    struct raft_msg m = plain(RAFT_MSG_HEARTBEAT, a->id, b->id, 1);
+    assert_int_equal(transport_send(a->t, 1, &m), FL_OK);
+    m = plain(RAFT_MSG_HEARTBEAT, b->id, a->id, 1);
+    assert_int_equal(transport_send(b->t, 1, &m), FL_OK);
+    usleep(5500 * 1000); /* the stall under test, longer than TRANSPORT_HELLO_MS */
     assert_true(run_until(both_streams_up, a, "a's streams up after the stall"));
     assert_true(run_until(both_streams_up, b, "b's streams up after the stall"));
+    wait_records(a, 1);
+    wait_records(b, 1);
+    transport_stats sa, sb;
+    transport_get_stats(a->t, &sa);
+    transport_get_stats(b->t, &sb);
+    assert_int_equal(sa.dropped + sb.dropped, 0);
+    assert_int_equal(sa.connects, 2); /* the first dials, not redials */
     assert_int_equal(a->unreachable + b->unreachable, 0);
     node_cleanup(a);
     node_cleanup(b);
