@@ -398,13 +398,16 @@ static void test_three_ordering(void **state)
     struct node *nodes[3] = {node_new(1, 9), node_new(2, 9), node_new(3, 9)};
     connect_nodes(nodes, 3);
     const uint32_t per_peer = 1500;
-    /* Spread over loop turns so batches of different sizes are written. */
+    /* Appends and responses alternate: each keeps its own order (they travel
+     * on different streams). Spread over loop turns so batches of different
+     * sizes are written. */
     for (uint32_t k = 0; k < per_peer; k++) {
         for (int i = 0; i < 3; i++)
             for (int j = 0; j < 3; j++) {
                 if (i == j)
                     continue;
-                struct raft_msg m = plain(RAFT_MSG_APPEND_RESP, nodes[i]->id, nodes[j]->id, k);
+                raft_msg_type type = k % 2 ? RAFT_MSG_APPEND : RAFT_MSG_APPEND_RESP;
+                struct raft_msg m = plain(type, nodes[i]->id, nodes[j]->id, k);
                 assert_int_equal(transport_send(nodes[i]->t, 1, &m), FL_OK);
             }
         if (k % 100 == 99)
@@ -413,17 +416,24 @@ static void test_three_ordering(void **state)
     for (int j = 0; j < 3; j++)
         wait_records(nodes[j], 2 * per_peer);
     for (int j = 0; j < 3; j++) {
-        uint64_t next[4] = {0};
+        /* next[from][append?]: the next context expected */
+        uint64_t next[4][2] = {{0, 1}, {0, 1}, {0, 1}, {0, 1}};
         for (uint32_t r = 0; r < nodes[j]->n_records; r++) {
             struct raft_msg *m = &nodes[j]->records[r].msg;
             assert_true(m->from >= 1 && m->from <= 3 && m->from != nodes[j]->id);
-            if (m->context != next[m->from])
-                fprintf(stderr, "node %d: from %llu got %llu, want %llu\n", j,
-                        (unsigned long long)m->from, (unsigned long long)m->context,
-                        (unsigned long long)next[m->from]);
-            assert_int_equal(m->context, next[m->from]);
-            next[m->from]++;
+            int app = m->type == RAFT_MSG_APPEND;
+            if (m->context != next[m->from][app])
+                fprintf(stderr, "node %d: from %llu (%s) got %llu, want %llu\n", j,
+                        (unsigned long long)m->from, raft_msg_type_name(m->type),
+                        (unsigned long long)m->context, (unsigned long long)next[m->from][app]);
+            assert_int_equal(m->context, next[m->from][app]);
+            next[m->from][app] += 2;
         }
+        for (uint64_t from = 1; from <= 3; from++)
+            if (from != nodes[j]->id) {
+                assert_int_equal(next[from][0], per_peer);
+                assert_int_equal(next[from][1], per_peer + 1);
+            }
     }
     for (int i = 0; i < 3; i++)
         node_cleanup(nodes[i]);
