@@ -35,8 +35,9 @@ typedef enum codec_kind {
 } codec_kind;
 
 typedef enum codec_stream {
-    CODEC_STREAM_MSG = 1,
-    CODEC_STREAM_SNAPSHOT = 2,
+    CODEC_STREAM_MSG = 1,      /* every message but appends and snapshots */
+    CODEC_STREAM_SNAPSHOT = 2, /* one snapshot: begin, chunks, ack */
+    CODEC_STREAM_APPEND = 3,   /* RAFT_MSG_APPEND only, so heartbeats never queue behind them */
 } codec_stream;
 
 struct codec_hello {

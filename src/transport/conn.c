@@ -21,7 +21,7 @@
 
 static const char *role_name(conn_role r)
 {
-    return r == CONN_OUT_MSG ? "out-msg" : r == CONN_OUT_SNAP ? "out-snapshot" : "in";
+    return r == CONN_OUT_MSG ? "out-stream" : r == CONN_OUT_SNAP ? "out-snapshot" : "in";
 }
 
 /* ---- frames ---- */
@@ -147,11 +147,10 @@ static void on_closed(uv_handle_t *h)
             for (uint32_t i = 0; i < p->n_groups; i++)
                 t->o.on_unreachable(t->o.ctx, p->groups[i], p->id);
     }
+    if (c->role == CONN_OUT_SNAP && c->snap_out->acked)
+        t->stats.snapshots_sent++;
     if (!t->stopping && c->role == CONN_OUT_SNAP && t->o.on_snapshot_sent) {
-        assert(c->snap_out);
         bool ok = c->snap_out->acked;
-        if (ok)
-            t->stats.snapshots_sent++;
         t->o.on_snapshot_sent(t->o.ctx, c->snap_out->group_id, c->remote_id, ok);
     }
     conn_unref(c);
@@ -167,24 +166,26 @@ void conn_close(struct conn *c, const char *why)
                   role_name(c->role), (unsigned long long)c->remote_id, why);
     struct peer *p = c->peer;
     if (c->role == CONN_OUT_MSG && p) {
-        assert(p->out == c);
-        p->out = NULL;
+        struct peer_stream *ps = &p->streams[peer_stream_slot(c->stream)];
+        assert(ps->conn == c);
+        ps->conn = NULL;
         /* Queued messages were meant for this stream; they go with it. The
          * frames of a write in flight are still counted until on_written. */
-        assert(p->queued_msgs >= p->queue.count && p->queued_bytes >= p->queue.bytes);
-        p->queued_msgs -= p->queue.count;
-        p->queued_bytes -= p->queue.bytes;
-        t->stats.dropped += p->queue.count;
-        frame_list_free(&p->queue);
+        assert(p->queued_msgs >= ps->queue.count && p->queued_bytes >= ps->queue.bytes);
+        p->queued_msgs -= ps->queue.count;
+        p->queued_bytes -= ps->queue.bytes;
+        t->stats.dropped += ps->queue.count;
+        frame_list_free(&ps->queue);
         uint64_t now = uv_now(t->loop);
         if (c->was_up) {
             p->last_up_ms = now;
-            p->backoff_ms = TRANSPORT_BACKOFF_MIN_MS;
+            ps->backoff_ms = TRANSPORT_BACKOFF_MIN_MS;
         } else {
-            p->backoff_ms = p->backoff_ms * 2 > TRANSPORT_BACKOFF_MAX_MS ? TRANSPORT_BACKOFF_MAX_MS
-                                                                         : p->backoff_ms * 2;
+            ps->backoff_ms = ps->backoff_ms * 2 > TRANSPORT_BACKOFF_MAX_MS
+                                 ? TRANSPORT_BACKOFF_MAX_MS
+                                 : ps->backoff_ms * 2;
         }
-        p->next_dial_ms = now + transport_jitter(t, p->backoff_ms);
+        ps->next_dial_ms = now + transport_jitter(t, ps->backoff_ms);
     }
     if (c->role == CONN_OUT_SNAP && p) {
         assert(p->snap_out == c);
@@ -203,7 +204,7 @@ void conn_push_control(struct conn *c, struct frame *f)
 
 void conn_schedule_flush(struct conn *c)
 {
-    c->t->flush_pending = true;
+    transport_schedule_flush(c->t);
 }
 
 static void on_written(uv_write_t *req, int status)
@@ -250,7 +251,7 @@ void conn_flush(struct conn *c)
     frame_list_splice(&batch, &c->control);
     /* Messages only once the peer has answered our hello. */
     if (c->role == CONN_OUT_MSG && c->hello_done && c->peer)
-        frame_list_splice(&batch, &c->peer->queue);
+        frame_list_splice(&batch, &c->peer->streams[peer_stream_slot(c->stream)].queue);
     if (batch.count == 0)
         return;
     if (batch.count > c->bufs_cap) {
@@ -355,7 +356,8 @@ static void on_hello(struct conn *c, const uint8_t *payload, uint32_t len)
         why = "hello meant for another member";
     else if (h.from == 0 || h.from == t->o.local_id || h.from != want_from)
         why = "unexpected sender id";
-    else if (h.stream != CODEC_STREAM_MSG && h.stream != CODEC_STREAM_SNAPSHOT)
+    else if (h.stream < CODEC_STREAM_MSG || h.stream > CODEC_STREAM_APPEND ||
+             (c->role != CONN_IN && h.stream != c->stream))
         why = "unknown stream kind";
     if (why) {
         t->stats.bad_frames++;
@@ -428,7 +430,7 @@ static void dispatch(struct conn *c, const uint8_t *payload, uint32_t len)
         return;
     }
     uint8_t kind = payload[0];
-    if (c->role == CONN_IN && c->stream == CODEC_STREAM_MSG) {
+    if (c->role == CONN_IN && c->stream != CODEC_STREAM_SNAPSHOT) {
         if (kind == CODEC_KIND_MSG)
             on_msg(c, payload, len);
         else if (kind != CODEC_KIND_PING || len != 1)
@@ -551,8 +553,7 @@ static void on_connected(uv_connect_t *req, int status)
     uv_tcp_keepalive(&c->tcp, 1, TRANSPORT_KEEPALIVE_S);
     start_reading(c);
     if (!c->closing)
-        send_hello(c, c->remote_id,
-                   c->role == CONN_OUT_MSG ? CODEC_STREAM_MSG : CODEC_STREAM_SNAPSHOT);
+        send_hello(c, c->remote_id, c->stream);
 }
 
 void conn_dial(struct conn *c, const struct sockaddr *addr)
@@ -595,7 +596,7 @@ void conn_tick(struct conn *c, uint64_t now)
     if (c->closing)
         return;
     if (!c->hello_done) {
-        if (now - c->started_ms > TRANSPORT_HELLO_MS) {
+        if (transport_elapsed(now, c->started_ms) > TRANSPORT_HELLO_MS) {
             if (c->role == CONN_IN)
                 bad_peer(c, "no hello in time");
             else
@@ -604,7 +605,8 @@ void conn_tick(struct conn *c, uint64_t now)
         return;
     }
     if (c->role == CONN_OUT_MSG) {
-        if (!c->writing && now - c->write_ms >= TRANSPORT_PING_MS && c->control.count == 0) {
+        if (!c->writing && transport_elapsed(now, c->write_ms) >= TRANSPORT_PING_MS &&
+            c->control.count == 0) {
             struct frame *f = frame_new(1);
             if (f) {
                 f->data[CODEC_FRAME_HEADER] = CODEC_KIND_PING;
@@ -621,6 +623,6 @@ void conn_tick(struct conn *c, uint64_t now)
         c->role == CONN_OUT_SNAP || (c->role == CONN_IN && c->stream == CODEC_STREAM_SNAPSHOT)
             ? TRANSPORT_SNAPSHOT_STALL_MS
             : TRANSPORT_IDLE_MS;
-    if (!disk_busy && now - c->activity_ms > limit)
+    if (!disk_busy && transport_elapsed(now, c->activity_ms) > limit)
         conn_close(c, c->role == CONN_IN ? "idle incoming stream" : "snapshot stalled");
 }

@@ -25,17 +25,19 @@
 #include "transport/codec.h"
 #include "transport/transport.h"
 
-#define TRANSPORT_TICK_MS           20u    /* timer period: faults, deadlines, reconnects */
-#define TRANSPORT_HELLO_MS          5000u  /* connect + handshake must finish within */
-#define TRANSPORT_IDLE_MS           10000u /* an incoming stream silent this long is closed */
-#define TRANSPORT_PING_MS           1000u  /* an idle outgoing stream sends a ping this often */
-#define TRANSPORT_SNAPSHOT_STALL_MS 60000u /* a snapshot stream without progress this long fails   \
-                                            */
-#define TRANSPORT_KEEPALIVE_S     10u      /* TCP keepalive: finds peers that vanished silently */
+#define TRANSPORT_TICK_MS  20u    /* timer period: faults, deadlines, reconnects */
+#define TRANSPORT_HELLO_MS 5000u  /* connect + handshake must finish within */
+#define TRANSPORT_IDLE_MS  10000u /* an incoming stream silent this long is closed */
+#define TRANSPORT_PING_MS  1000u  /* an idle outgoing stream sends a ping this often */
+#define TRANSPORT_SNAPSHOT_STALL_MS                                                                \
+    60000u                            /* a snapshot stream without progress this long fails        \
+                                       */
+#define TRANSPORT_KEEPALIVE_S     10u /* TCP keepalive: finds peers that vanished silently */
 #define TRANSPORT_BACKOFF_MIN_MS  50u
 #define TRANSPORT_BACKOFF_MAX_MS  2000u
-#define TRANSPORT_GROUPS_TRACKED  16u /* groups per peer that on_unreachable reports */
-#define TRANSPORT_FAULTS_MAX      64u /* ids read from the fault file */
+#define TRANSPORT_GROUPS_TRACKED  16u   /* groups per peer that on_unreachable reports */
+#define TRANSPORT_FAULTS_MAX      64u   /* ids read from the fault file */
+#define TRANSPORT_STALL_MS        1000u /* a tick this late means the loop was stalled */
 #define TRANSPORT_FAULT_FILE_MAX  4096u
 #define TRANSPORT_FRAME_BYTES_MIN 4096u       /* smaller frame_bytes_max is refused */
 #define TRANSPORT_READ_SLACK      (64u << 10) /* read buffer room beyond one frame */
@@ -58,7 +60,7 @@ struct frame_list {
 };
 
 typedef enum conn_role {
-    CONN_OUT_MSG,  /* we dialed: message stream to a peer */
+    CONN_OUT_MSG,  /* we dialed: a message or append stream to a peer (c->stream) */
     CONN_OUT_SNAP, /* we dialed: one snapshot to a peer */
     CONN_IN,       /* accepted: either stream kind, known after hello */
 } conn_role;
@@ -101,7 +103,7 @@ struct conn {
     uv_connect_t connect_req;
     uv_write_t write_req;
     conn_role role;
-    codec_stream stream; /* CONN_IN: from the hello */
+    codec_stream stream; /* CONN_OUT_MSG: which one; CONN_IN: from the hello */
     struct peer *peer;   /* outgoing only; NULL once detached */
     uint64_t remote_id;  /* outgoing: from the start; incoming: after hello */
     unsigned refs;       /* 1 for the handle + 1 per fs request in flight */
@@ -121,17 +123,27 @@ struct conn {
     struct snap_in *snap_in;
 };
 
+/* Two outgoing streams per peer, as etcd's rafthttp has: appends on one,
+ * everything else (heartbeats, votes, responses, read index) on the other,
+ * so a heartbeat never waits behind a large append. Order is kept within
+ * each stream. */
+enum { PEER_STREAM_MSG, PEER_STREAM_APPEND, PEER_STREAMS };
+
+struct peer_stream {
+    struct conn *conn;       /* NULL while backing off */
+    struct frame_list queue; /* frames not yet written */
+    uint32_t backoff_ms;
+    uint64_t next_dial_ms;
+};
+
 struct peer {
     uint64_t id;
     char url[256];
     struct sockaddr_storage addr;
-    struct frame_list queue; /* message frames not yet written */
-    uint32_t queued_msgs;    /* queue + counted frames in flight */
+    struct peer_stream streams[PEER_STREAMS];
+    uint32_t queued_msgs; /* both queues + counted frames in flight */
     uint64_t queued_bytes;
-    struct conn *out;      /* message stream, NULL while backing off */
     struct conn *snap_out; /* the one snapshot in flight to it */
-    uint32_t backoff_ms;
-    uint64_t next_dial_ms;
     bool ever_up, ever_recv;
     uint64_t last_up_ms, last_recv_ms;
     uint32_t n_groups;
@@ -147,6 +159,7 @@ struct transport {
     uv_tcp_t listener;
     uv_timer_t tick;
     uv_check_t flush_check;
+    uv_idle_t flush_idle;
     int listen_port;
     bool stopping;
     bool flush_pending;
@@ -161,6 +174,7 @@ struct transport {
     struct raft_entry *entries; /* decode scratch, RAFT_MSG_ENTRIES_MAX */
     uint64_t rng;
     uint64_t snap_seq;
+    uint64_t last_tick_ms;
     /* fault hook */
     bool fault_known;
     int64_t fault_mtime_ns;
@@ -180,6 +194,7 @@ bool transport_faulted(const transport *t, uint64_t id);
 void transport_log_limited(transport *t, enum log_slot slot, const char *msg, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 void transport_release(transport *t); /* live--; calls stopped at 0 when stopping */
+void transport_schedule_flush(transport *t);
 uint64_t transport_jitter(transport *t, uint64_t ms);
 
 /* frames (conn.c) */
@@ -187,6 +202,18 @@ struct frame *frame_new(uint32_t payload_len); /* owned by the caller; NULL on E
 void frame_seal(struct frame *f, uint32_t payload_len);
 void frame_list_push(struct frame_list *l, struct frame *f);
 void frame_list_free(struct frame_list *l);
+
+/* now - then, 0 if then is later (a timestamp moved by a stall, or taken
+ * from a cached loop time): deadlines never wrap around. */
+static inline uint64_t transport_elapsed(uint64_t now, uint64_t then)
+{
+    return now > then ? now - then : 0;
+}
+
+static inline int peer_stream_slot(codec_stream s)
+{
+    return s == CODEC_STREAM_APPEND ? PEER_STREAM_APPEND : PEER_STREAM_MSG;
+}
 
 /* conn.c */
 struct conn *conn_new(transport *t, conn_role role);

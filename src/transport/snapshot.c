@@ -92,6 +92,7 @@ fl_err snap_send(transport *t, struct peer *p, uint64_t group_id, const struct r
         return FL_ERR_NOMEM;
     }
     c->snap_out = s;
+    c->stream = CODEC_STREAM_SNAPSHOT;
     c->peer = p;
     c->remote_id = p->id;
     p->snap_out = c;

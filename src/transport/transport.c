@@ -2,9 +2,12 @@
  *
  * The tick (every TRANSPORT_TICK_MS) does everything time-driven: re-reads
  * the fault file, dials peers whose backoff ran out, enforces handshake and
- * idle deadlines, sends pings. The flush check (uv_check, after each poll)
- * writes every connection's pending frames with one uv_write, so all the
- * messages of one loop turn leave together.
+ * idle deadlines, sends pings. Sending only queues and schedules a flush,
+ * which writes every connection's pending frames with one uv_write each, so
+ * all the messages of one loop phase leave together: a uv_idle handle
+ * (before the poll; started on demand, so the poll does not block while
+ * frames wait) flushes what timer callbacks sent, a uv_check handle (after
+ * the poll) what I/O callbacks sent.
  */
 #include "transport/transport.h"
 
@@ -148,17 +151,19 @@ static bool copy_str(char *dst, size_t cap, const char *src)
 
 /* ---- timers ---- */
 
-static void dial_peer(transport *t, struct peer *p)
+static void dial_peer(transport *t, struct peer *p, int slot)
 {
-    assert(p->out == NULL);
+    struct peer_stream *ps = &p->streams[slot];
+    assert(ps->conn == NULL);
     struct conn *c = conn_new(t, CONN_OUT_MSG);
     if (!c) {
-        p->next_dial_ms = uv_now(t->loop) + p->backoff_ms;
+        ps->next_dial_ms = uv_now(t->loop) + ps->backoff_ms;
         return;
     }
     c->peer = p;
     c->remote_id = p->id;
-    p->out = c;
+    c->stream = slot == PEER_STREAM_APPEND ? CODEC_STREAM_APPEND : CODEC_STREAM_MSG;
+    ps->conn = c;
     conn_dial(c, (const struct sockaddr *)&p->addr);
 }
 
@@ -170,10 +175,25 @@ static void on_tick(uv_timer_t *timer)
     if (t->o.test_fault_file)
         fault_check(t);
     uint64_t now = uv_now(t->loop);
+    /* Timers run before the poll: after the loop was stalled (a long
+     * callback elsewhere), the deadlines below would fire before the bytes
+     * that arrived meanwhile are read. Deadlines count only time the loop
+     * was running, so move them by the stall. */
+    uint64_t gap = now - t->last_tick_ms;
+    if (gap > TRANSPORT_STALL_MS) {
+        FL_LOG_INFOF(MODULE, "loop stalled; peer deadlines moved", "local=%016llx ms=%llu",
+                     (unsigned long long)t->o.local_id, (unsigned long long)gap);
+        for (struct conn *c = t->conns; c; c = c->next) {
+            c->started_ms = c->started_ms + gap < now ? c->started_ms + gap : now;
+            c->activity_ms = c->activity_ms + gap < now ? c->activity_ms + gap : now;
+        }
+    }
+    t->last_tick_ms = now;
     for (uint32_t i = 0; i < t->n_peers; i++) {
         struct peer *p = t->peers[i];
-        if (!p->out && now >= p->next_dial_ms)
-            dial_peer(t, p);
+        for (int slot = 0; slot < PEER_STREAMS; slot++)
+            if (!p->streams[slot].conn && now >= p->streams[slot].next_dial_ms)
+                dial_peer(t, p, slot);
     }
     for (struct conn *c = t->conns, *next; c; c = next) {
         next = c->next;
@@ -181,9 +201,11 @@ static void on_tick(uv_timer_t *timer)
     }
 }
 
-static void on_flush_check(uv_check_t *check)
+/* Writes every connection's pending frames, one uv_write each. */
+static void flush_all(transport *t)
 {
-    transport *t = check->data;
+    if (uv_is_active((uv_handle_t *)&t->flush_idle))
+        uv_idle_stop(&t->flush_idle);
     if (!t->flush_pending || t->stopping)
         return;
     t->flush_pending = false;
@@ -191,6 +213,26 @@ static void on_flush_check(uv_check_t *check)
         next = c->next;
         conn_flush(c);
     }
+}
+
+/* After the poll phase: what I/O callbacks sent. */
+static void on_flush_check(uv_check_t *check)
+{
+    flush_all(check->data);
+}
+
+/* Before the poll phase: what timer callbacks sent; an active idle handle
+ * also keeps the poll from blocking while something waits to be written. */
+static void on_flush_idle(uv_idle_t *idle)
+{
+    flush_all(idle->data);
+}
+
+void transport_schedule_flush(transport *t)
+{
+    t->flush_pending = true;
+    if (!t->stopping && !uv_is_active((uv_handle_t *)&t->flush_idle))
+        uv_idle_start(&t->flush_idle, on_flush_idle);
 }
 
 static void on_handle_closed(uv_handle_t *h)
@@ -235,6 +277,9 @@ static fl_err create_handles(transport *t, char *errbuf, size_t errbuf_len)
     t->flush_check.data = t;
     t->live++;
     uv_check_start(&t->flush_check, on_flush_check);
+    uv_idle_init(t->loop, &t->flush_idle);
+    t->flush_idle.data = t;
+    t->live++;
     return FL_OK;
 }
 
@@ -242,6 +287,7 @@ static void close_handles(transport *t)
 {
     uv_close((uv_handle_t *)&t->tick, on_handle_closed);
     uv_close((uv_handle_t *)&t->flush_check, on_handle_closed);
+    uv_close((uv_handle_t *)&t->flush_idle, on_handle_closed);
     uv_close((uv_handle_t *)&t->listener, on_handle_closed);
 }
 
@@ -287,6 +333,7 @@ fl_err transport_create(uv_loop_t *loop, const transport_options *o, transport *
     if (!t->o.frame_bytes_max)
         t->o.frame_bytes_max = TRANSPORT_FRAME_BYTES_DEFAULT;
     t->rng = (o->local_id ^ uv_hrtime()) | 1;
+    t->last_tick_ms = uv_now(loop);
     fl_err err = create_handles(t, errbuf, errbuf_len);
     if (err != FL_OK) {
         /* A listener that was initialised must be closed through the loop;
@@ -327,11 +374,14 @@ fl_err transport_add_peer(transport *t, uint64_t peer_id, const char *url)
         /* New address: the streams to the old one go; the tick redials. */
         strcpy(p->url, url);
         p->addr = addr;
-        if (p->out)
-            conn_close(p->out, "peer url changed");
-        assert(p->out == NULL);
-        p->backoff_ms = TRANSPORT_BACKOFF_MIN_MS;
-        p->next_dial_ms = 0;
+        for (int slot = 0; slot < PEER_STREAMS; slot++) {
+            struct peer_stream *ps = &p->streams[slot];
+            if (ps->conn)
+                conn_close(ps->conn, "peer url changed");
+            assert(ps->conn == NULL);
+            ps->backoff_ms = TRANSPORT_BACKOFF_MIN_MS;
+            ps->next_dial_ms = 0;
+        }
         return FL_OK;
     }
     if (t->n_peers >= TRANSPORT_PEERS_MAX)
@@ -342,18 +392,22 @@ fl_err transport_add_peer(transport *t, uint64_t peer_id, const char *url)
     p->id = peer_id;
     strcpy(p->url, url);
     p->addr = addr;
-    p->backoff_ms = TRANSPORT_BACKOFF_MIN_MS;
     t->peers[t->n_peers++] = p;
     /* Dial now rather than at the next tick, so the first messages queue on
      * a connecting stream instead of being dropped. */
-    dial_peer(t, p);
+    for (int slot = 0; slot < PEER_STREAMS; slot++) {
+        p->streams[slot].backoff_ms = TRANSPORT_BACKOFF_MIN_MS;
+        dial_peer(t, p, slot);
+    }
     return FL_OK;
 }
 
 static void peer_free(transport *t, struct peer *p)
 {
-    t->stats.dropped += p->queue.count;
-    frame_list_free(&p->queue);
+    for (int slot = 0; slot < PEER_STREAMS; slot++) {
+        t->stats.dropped += p->streams[slot].queue.count;
+        frame_list_free(&p->streams[slot].queue);
+    }
     free(p);
 }
 
@@ -365,7 +419,8 @@ void transport_remove_peer(transport *t, uint64_t peer_id)
             continue;
         /* Every conn that points to p lets go of it, closing ones too: their
          * close callbacks run after p is freed. */
-        p->out = NULL;
+        for (int slot = 0; slot < PEER_STREAMS; slot++)
+            p->streams[slot].conn = NULL;
         p->snap_out = NULL;
         for (struct conn *c = t->conns; c; c = c->next) {
             if (c->peer != p)
@@ -400,7 +455,9 @@ fl_err transport_send(transport *t, uint64_t group_id, const struct raft_msg *ms
         return snap_send(t, p, group_id, msg);
     /* Partitioned by the test hook, or the stream is down and backing off:
      * drop now rather than deliver stale messages later (Raft retries). */
-    if (transport_faulted(t, p->id) || !p->out) {
+    struct peer_stream *ps =
+        &p->streams[msg->type == RAFT_MSG_APPEND ? PEER_STREAM_APPEND : PEER_STREAM_MSG];
+    if (transport_faulted(t, p->id) || !ps->conn) {
         t->stats.dropped++;
         return FL_OK;
     }
@@ -415,7 +472,7 @@ fl_err transport_send(transport *t, uint64_t group_id, const struct raft_msg *ms
         t->stats.dropped++;
         return FL_ERR_BUSY;
     }
-    struct frame *f = frame_new((uint32_t)payload); /* owned by p->queue */
+    struct frame *f = frame_new((uint32_t)payload); /* owned by ps->queue */
     if (!f)
         return FL_ERR_NOMEM;
     uint8_t *pl = f->data + CODEC_FRAME_HEADER;
@@ -423,10 +480,10 @@ fl_err transport_send(transport *t, uint64_t group_id, const struct raft_msg *ms
     codec_msg_encode(group_id, msg, pl + 1);
     frame_seal(f, (uint32_t)payload);
     f->counted = true;
-    frame_list_push(&p->queue, f);
+    frame_list_push(&ps->queue, f);
     p->queued_msgs++;
     p->queued_bytes += f->len;
-    conn_schedule_flush(p->out);
+    conn_schedule_flush(ps->conn);
     return FL_OK;
 }
 
@@ -435,12 +492,13 @@ bool transport_peer_active(const transport *t, uint64_t peer_id, uint64_t within
     const struct peer *p = transport_peer_find(t, peer_id);
     if (!p || transport_faulted(t, peer_id))
         return false;
-    if (p->out && p->out->hello_done)
-        return true;
+    for (int slot = 0; slot < PEER_STREAMS; slot++)
+        if (p->streams[slot].conn && p->streams[slot].conn->hello_done)
+            return true;
     uint64_t now = uv_now(t->loop);
-    if (p->ever_up && now - p->last_up_ms <= within_ms)
+    if (p->ever_up && transport_elapsed(now, p->last_up_ms) <= within_ms)
         return true;
-    return p->ever_recv && now - p->last_recv_ms <= within_ms;
+    return p->ever_recv && transport_elapsed(now, p->last_recv_ms) <= within_ms;
 }
 
 void transport_get_stats(const transport *t, transport_stats *out)
@@ -455,7 +513,8 @@ void transport_stop(transport *t, void (*stopped)(void *ctx), void *ctx)
     t->stopped = stopped;
     t->stopped_ctx = ctx;
     for (uint32_t i = 0; i < t->n_peers; i++) {
-        t->peers[i]->out = NULL;
+        for (int slot = 0; slot < PEER_STREAMS; slot++)
+            t->peers[i]->streams[slot].conn = NULL;
         t->peers[i]->snap_out = NULL;
     }
     for (struct conn *c = t->conns; c; c = c->next) {

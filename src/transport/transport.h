@@ -1,13 +1,14 @@
 /* transport: Raft messages between the members of a cluster, over TCP.
  *
- * Owns: the peer listener, one outgoing message stream per peer (dial,
- * handshake, reconnect with capped exponential backoff + jitter), incoming
- * streams (handshake check, frame reading), a bounded send queue per peer,
+ * Owns: the peer listener, two outgoing streams per peer, one for appends and
+ * one for every other message, as etcd's rafthttp (dial, handshake,
+ * reconnect with capped exponential backoff + jitter), incoming streams
+ * (handshake check, frame reading), a bounded send queue per peer,
  * snapshot bodies streamed on a connection of their own, the message codec
  * (codec.h: every message carries a Raft group id), and the TEST-ONLY fault
  * file that partitions a member.
- * Must not: know Raft rules (it moves struct raft_msg values, it never reads
- * their meaning), touch the WAL or the store, or block the loop on disk
+ * Must not: know Raft rules (it moves struct raft_msg values and routes them
+ * by type only), touch the WAL or the store, or block the loop on disk
  * (snapshot bodies are read with uv_fs_read and written in bounded steps).
  *
  * Wire format, connection life cycle and bounds: docs/transport.md.
@@ -16,10 +17,13 @@
  * callback runs on the loop thread. Callbacks are never called from inside a
  * transport_* call (always from a later loop turn).
  *
- * Loss: the transport may drop any message (full queue, broken stream, fault
- * file); Raft retries. Messages to one peer that are delivered are delivered
- * in the order they were sent (snapshots travel on their own connection, so
- * only the order among non-snapshot messages is kept).
+ * Loss and order: the transport may drop any message (full queue, broken
+ * stream, fault file); Raft retries. Of the messages to one peer that are
+ * delivered, appends arrive in the order they were sent, and all other
+ * messages (snapshots aside) in the order they were sent; an append and a
+ * heartbeat may overtake each other (that is the point: a heartbeat never
+ * waits behind a large append), and a snapshot travels on its own
+ * connection. Raft tolerates reordering.
  *
  * Life cycle: transport_create -> ... -> transport_stop(stopped) -> (loop runs
  * until stopped is called) -> transport_destroy. No transport_* call other
@@ -108,7 +112,7 @@ typedef struct transport_stats {
     uint64_t received;   /* messages delivered to on_message */
     uint64_t dropped;    /* messages dropped: full queue, broken stream, fault file */
     uint64_t bad_frames; /* connections closed for what they sent */
-    uint64_t connects;   /* outgoing connections that completed the handshake */
+    uint64_t connects;   /* outgoing message streams that completed the handshake */
     uint64_t snapshots_sent;
     uint64_t snapshots_received;
 } transport_stats;

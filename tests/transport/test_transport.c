@@ -18,8 +18,9 @@
 #include "transport/codec.h"
 #include "transport/transport.h"
 #include "util/crc32c.h"
+#include "util/log.h"
 
-#define DEADLINE_MS 10000
+#define DEADLINE_MS 30000
 #define RECORDS_MAX 8192
 
 struct record {
@@ -74,6 +75,12 @@ static void on_message(void *ctx, uint64_t group_id, const struct raft_msg *msg,
                        const char *snapshot_path)
 {
     struct node *n = ctx;
+    /* Tests that send heartbeats every loop turn (as long as something else
+     * takes) may get many: past the array's end they are only counted. */
+    if (msg->type == RAFT_MSG_HEARTBEAT && n->n_records >= RECORDS_MAX - 64) {
+        n->heartbeats++;
+        return;
+    }
     assert_true(n->n_records < RECORDS_MAX);
     struct record *r = &n->records[n->n_records++];
     memset(r, 0, sizeof *r);
@@ -391,13 +398,16 @@ static void test_three_ordering(void **state)
     struct node *nodes[3] = {node_new(1, 9), node_new(2, 9), node_new(3, 9)};
     connect_nodes(nodes, 3);
     const uint32_t per_peer = 1500;
-    /* Spread over loop turns so batches of different sizes are written. */
+    /* Appends and responses alternate: each keeps its own order (they travel
+     * on different streams). Spread over loop turns so batches of different
+     * sizes are written. */
     for (uint32_t k = 0; k < per_peer; k++) {
         for (int i = 0; i < 3; i++)
             for (int j = 0; j < 3; j++) {
                 if (i == j)
                     continue;
-                struct raft_msg m = plain(RAFT_MSG_APPEND_RESP, nodes[i]->id, nodes[j]->id, k);
+                raft_msg_type type = k % 2 ? RAFT_MSG_APPEND : RAFT_MSG_APPEND_RESP;
+                struct raft_msg m = plain(type, nodes[i]->id, nodes[j]->id, k);
                 assert_int_equal(transport_send(nodes[i]->t, 1, &m), FL_OK);
             }
         if (k % 100 == 99)
@@ -406,17 +416,24 @@ static void test_three_ordering(void **state)
     for (int j = 0; j < 3; j++)
         wait_records(nodes[j], 2 * per_peer);
     for (int j = 0; j < 3; j++) {
-        uint64_t next[4] = {0};
+        /* next[from][append?]: the next context expected */
+        uint64_t next[4][2] = {{0, 1}, {0, 1}, {0, 1}, {0, 1}};
         for (uint32_t r = 0; r < nodes[j]->n_records; r++) {
             struct raft_msg *m = &nodes[j]->records[r].msg;
             assert_true(m->from >= 1 && m->from <= 3 && m->from != nodes[j]->id);
-            if (m->context != next[m->from])
-                fprintf(stderr, "node %d: from %llu got %llu, want %llu\n", j,
-                        (unsigned long long)m->from, (unsigned long long)m->context,
-                        (unsigned long long)next[m->from]);
-            assert_int_equal(m->context, next[m->from]);
-            next[m->from]++;
+            int app = m->type == RAFT_MSG_APPEND;
+            if (m->context != next[m->from][app])
+                fprintf(stderr, "node %d: from %llu (%s) got %llu, want %llu\n", j,
+                        (unsigned long long)m->from, raft_msg_type_name(m->type),
+                        (unsigned long long)m->context, (unsigned long long)next[m->from][app]);
+            assert_int_equal(m->context, next[m->from][app]);
+            next[m->from][app] += 2;
         }
+        for (uint64_t from = 1; from <= 3; from++)
+            if (from != nodes[j]->id) {
+                assert_int_equal(next[from][0], per_peer);
+                assert_int_equal(next[from][1], per_peer + 1);
+            }
     }
     for (int i = 0; i < 3; i++)
         node_cleanup(nodes[i]);
@@ -506,6 +523,7 @@ struct raw {
     uint8_t *bytes;
     size_t len;
     bool connected, closed_by_peer, handle_closed;
+    size_t got; /* bytes the transport sent us */
     char rbuf[4096];
 };
 
@@ -523,6 +541,8 @@ static void raw_closed(uv_handle_t *h)
 static void raw_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     struct raw *r = s->data;
+    if (n > 0)
+        r->got += (size_t)n;
     if (n < 0 && !r->closed_by_peer) {
         r->closed_by_peer = true;
         uv_close((uv_handle_t *)&r->tcp, raw_closed);
@@ -546,11 +566,11 @@ static bool raw_done(void *ctx)
     return ((struct raw *)ctx)->handle_closed;
 }
 
-/* Connects to port, writes bytes, and returns once the transport closed the
- * connection (fails the test if it does not within the deadline). */
-static void raw_send_expect_close(int port, const uint8_t *bytes, size_t len)
+/* Connects to port and writes bytes; the caller runs the loop. */
+static struct raw *raw_open(int port, const uint8_t *bytes, size_t len)
 {
-    struct raw *r = calloc(1, sizeof *r);
+    struct raw *r = calloc(1, sizeof *r); /* freed by raw_free */
+    assert_non_null(r);
     r->bytes = malloc(len);
     memcpy(r->bytes, bytes, len);
     r->len = len;
@@ -559,7 +579,26 @@ static void raw_send_expect_close(int port, const uint8_t *bytes, size_t len)
     r->connect.data = r;
     struct sockaddr_in addr;
     uv_ip4_addr("127.0.0.1", port, &addr);
-    uv_tcp_connect(&r->connect, &r->tcp, (const struct sockaddr *)&addr, raw_connected);
+    assert_int_equal(
+        uv_tcp_connect(&r->connect, &r->tcp, (const struct sockaddr *)&addr, raw_connected), 0);
+    return r;
+}
+
+/* Closes our side (if the transport has not) and frees r. */
+static void raw_free(struct raw *r)
+{
+    if (!r->closed_by_peer && !uv_is_closing((uv_handle_t *)&r->tcp))
+        uv_close((uv_handle_t *)&r->tcp, raw_closed);
+    assert_true(run_until(raw_done, r, "raw client closed"));
+    free(r->bytes);
+    free(r);
+}
+
+/* Connects to port, writes bytes, and returns once the transport closed the
+ * connection (fails the test if it does not within the deadline). */
+static void raw_send_expect_close(int port, const uint8_t *bytes, size_t len)
+{
+    struct raw *r = raw_open(port, bytes, len);
     /* Well inside TRANSPORT_HELLO_MS and the idle timeout: the close must
      * come from the check on the bytes, not from a deadline. */
     uint64_t deadline = uv_now(&g_loop) + 3000;
@@ -568,8 +607,7 @@ static void raw_send_expect_close(int port, const uint8_t *bytes, size_t len)
     if (!raw_done(r))
         fprintf(stderr, "the transport did not close a bad connection within 3 s\n");
     assert_true(raw_done(r));
-    free(r->bytes);
-    free(r);
+    raw_free(r);
 }
 
 static size_t put_frame(uint8_t *out, const uint8_t *payload, uint32_t len)
@@ -685,10 +723,10 @@ static void test_bad_input_closes_connection(void **state)
         w.want = b->n_records + 1;
         assert_true(run_until(b_got_more, &w, "delivery from the good peer after a bad input"));
     }
-    /* The good stream was never broken. */
+    /* The good streams (messages and appends) were never broken. */
     transport_stats sa;
     transport_get_stats(a->t, &sa);
-    assert_int_equal(sa.connects, 1);
+    assert_int_equal(sa.connects, 2);
     assert_int_equal(a->unreachable, 0);
     node_cleanup(a);
     node_cleanup(b);
@@ -754,7 +792,7 @@ static bool snapshot_arrived(void *ctx)
     return false;
 }
 
-/* A 24 MiB body streams on its own connection while heartbeats keep flowing
+/* A 16 MiB body streams on its own connection while heartbeats keep flowing
  * on the message stream; the body arrives intact; one snapshot per peer. */
 static void test_snapshot_streams_beside_heartbeats(void **state)
 {
@@ -765,7 +803,7 @@ static void test_snapshot_streams_beside_heartbeats(void **state)
     assert_true(run_until(b_got_more, &sw, "stream up"));
     b->n_records = 0;
     b->heartbeats = 0;
-    const uint64_t size = 24ull << 20;
+    const uint64_t size = 16ull << 20;
     uint32_t crc;
     make_snapshot_source(a, size, &crc);
     struct raft_msg m = plain(RAFT_MSG_SNAPSHOT, a->id, b->id, 0);
@@ -909,8 +947,240 @@ static void test_peers(void **state)
     node_cleanup(b);
 }
 
+struct raws_wait {
+    struct raw **raws;
+    int count;
+};
+
+static bool all_answered(void *ctx)
+{
+    struct raws_wait *w = ctx;
+    for (int i = 0; i < w->count; i++)
+        if (w->raws[i]->got == 0 || w->raws[i]->closed_by_peer)
+            return false;
+    return true;
+}
+
+static bool raw_answered_or_closed(void *ctx)
+{
+    struct raw *r = ctx;
+    return r->got > 0 || r->closed_by_peer;
+}
+
+/* At most TRANSPORT_INCOMING_MAX incoming connections: the next one is
+ * closed without an answer; once one goes away, a new one is served. */
+static void test_incoming_connection_limit(void **state)
+{
+    struct node *b = node_new(0xb0, 6);
+    enum { LIMIT = 64 };
+    _Static_assert(LIMIT == TRANSPORT_INCOMING_MAX, "the test follows the header");
+    struct raw *raws[LIMIT];
+    uint8_t hello[64];
+    size_t n = put_hello(hello, CODEC_WIRE_VERSION, 6, 0xc0, 0xb0);
+    for (int i = 0; i < LIMIT; i++)
+        raws[i] = raw_open(b->port, hello, n);
+    struct raws_wait w = {raws, LIMIT};
+    assert_true(run_until(all_answered, &w, "64 handshakes answered"));
+    struct raw *extra = raw_open(b->port, hello, n);
+    assert_true(run_until(raw_answered_or_closed, extra, "the 65th connection handled"));
+    assert_int_equal(extra->got, 0);
+    assert_true(extra->closed_by_peer);
+    raw_free(extra);
+    /* The 64 are still served. */
+    for (int i = 0; i < LIMIT; i++)
+        assert_false(raws[i]->closed_by_peer);
+    raw_free(raws[0]);
+    /* The transport learns of the close when it reads the EOF; retry until
+     * the freed slot is taken (bounded). */
+    bool served = false;
+    for (int attempt = 0; attempt < 50 && !served; attempt++) {
+        struct raw *r = raw_open(b->port, hello, n);
+        assert_true(run_until(raw_answered_or_closed, r, "a new connection handled"));
+        served = r->got > 0 && !r->closed_by_peer;
+        raw_free(r);
+    }
+    assert_true(served);
+    for (int i = 1; i < LIMIT; i++)
+        raw_free(raws[i]);
+    node_cleanup(b);
+}
+
+static bool dir_has_tmp(const char *dir)
+{
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "ls %s | grep -q '\\.tmp$'", dir);
+    return system(cmd) == 0;
+}
+
+struct started_wait {
+    struct node *a, *b;
+};
+
+/* The receiver has a temp file, or the sender already reported (which the
+ * test then shows as a failure, with the stats). */
+static bool receiving_started(void *ctx)
+{
+    struct started_wait *w = ctx;
+    return w->a->snap_ok + w->a->snap_failed > 0 || dir_has_tmp(w->b->dir);
+}
+
+static bool sender_reported(void *ctx)
+{
+    struct node *n = ctx;
+    return n->snap_ok + n->snap_failed > 0;
+}
+
+static bool tmp_gone(void *ctx)
+{
+    return !dir_has_tmp(((struct node *)ctx)->dir);
+}
+
+/* Either side stopping in the middle of a body: the sender reports failure
+ * (or, stopping itself, nothing), the receiver leaves no temp file, and
+ * nothing leaks (ASan). */
+static void test_stop_during_snapshot(void **state)
+{
+    for (int stop_receiver = 0; stop_receiver <= 1; stop_receiver++) {
+        struct node *a = node_new(0x61, 8), *b = node_new(0x62, 8);
+        struct node *nodes[] = {a, b};
+        connect_nodes(nodes, 2);
+        uint32_t crc;
+        make_snapshot_source(a, 32ull << 20, &crc);
+        struct raft_msg m = plain(RAFT_MSG_SNAPSHOT, a->id, b->id, 0);
+        assert_int_equal(transport_send(a->t, 1, &m), FL_OK);
+        struct started_wait sw = {a, b};
+        assert_true(run_until(receiving_started, &sw, "the receiver's temp file"));
+        if (a->snap_ok + a->snap_failed > 0) {
+            transport_stats sa, sb;
+            transport_get_stats(a->t, &sa);
+            transport_get_stats(b->t, &sb);
+            fprintf(stderr,
+                    "snapshot ended before the test saw it start: ok=%u failed=%u "
+                    "b.snapshots_received=%llu b.bad_frames=%llu\n",
+                    a->snap_ok, a->snap_failed, (unsigned long long)sb.snapshots_received,
+                    (unsigned long long)sb.bad_frames);
+            fail();
+        }
+        if (stop_receiver) {
+            node_stop(b);
+            assert_true(run_until(sender_reported, a, "the sender's report"));
+            assert_int_equal(a->snap_failed, 1);
+            assert_false(dir_has_tmp(b->dir));
+        } else {
+            node_stop(a);
+            assert_int_equal(a->snap_ok + a->snap_failed, 0); /* none after stop */
+            assert_true(run_until(tmp_gone, b, "the receiver to drop its temp file"));
+        }
+        assert_int_equal(b->n_records, 0);
+        node_cleanup(a);
+        node_cleanup(b);
+    }
+}
+
+/* A send from a timer callback (Raft's tick) must not sit in the queue while
+ * the loop blocks in poll: with frames waiting, the loop's poll timeout is 0,
+ * and once they are written the loop may block again. */
+static void test_send_does_not_wait_for_poll(void **state)
+{
+    struct node *a = node_new(0xd1, 2), *b = node_new(0xd2, 2);
+    struct node *nodes[] = {a, b};
+    connect_nodes(nodes, 2);
+    struct serving_wait w = {a, b, 1, 0};
+    assert_true(run_until(b_got_more, &w, "stream up"));
+    /* Let the loop settle: nothing pending, so the poll may block. */
+    uint64_t deadline = uv_now(&g_loop) + DEADLINE_MS;
+    while (uv_backend_timeout(&g_loop) == 0 && uv_now(&g_loop) < deadline)
+        uv_run(&g_loop, UV_RUN_NOWAIT);
+    assert_int_not_equal(uv_backend_timeout(&g_loop), 0);
+    uint32_t before = b->n_records;
+    struct raft_msg m = plain(RAFT_MSG_HEARTBEAT, a->id, b->id, 12345);
+    assert_int_equal(transport_send(a->t, 1, &m), FL_OK);
+    assert_int_equal(uv_backend_timeout(&g_loop), 0);
+    wait_records(b, before + 1);
+    assert_int_equal(b->records[before].msg.context, 12345);
+    node_cleanup(a);
+    node_cleanup(b);
+}
+
+/* A heartbeat sent right after a large append arrives before it: appends
+ * have a stream of their own, so nothing small waits behind them. */
+static void test_heartbeat_overtakes_big_append(void **state)
+{
+    struct node *a = node_new(0xe1, 2), *b = node_new(0xe2, 2);
+    struct node *nodes[] = {a, b};
+    connect_nodes(nodes, 2);
+    /* Both streams up: one message each way on each. */
+    struct serving_wait w = {a, b, 1, 0};
+    assert_true(run_until(b_got_more, &w, "message stream up"));
+    struct raft_entry small = {.term = 1, .index = 1, .len = 1, .data = (uint8_t *)"x"};
+    struct raft_msg m = plain(RAFT_MSG_APPEND, a->id, b->id, 1);
+    m.n_entries = 1;
+    m.entries = &small;
+    assert_int_equal(transport_send(a->t, 1, &m), FL_OK);
+    wait_records(b, b->n_records + 1);
+    uint32_t base = b->n_records;
+    const uint32_t big_bytes = 48u << 20;
+    uint8_t *big = malloc(big_bytes);
+    assert_non_null(big);
+    memset(big, 0xab, big_bytes);
+    struct raft_entry e = {.term = 1, .index = 2, .len = big_bytes, .data = big};
+    m = plain(RAFT_MSG_APPEND, a->id, b->id, 2);
+    m.n_entries = 1;
+    m.entries = &e;
+    assert_int_equal(transport_send(a->t, 1, &m), FL_OK);
+    free(big); /* encoded at send time */
+    struct raft_msg hb = plain(RAFT_MSG_HEARTBEAT, a->id, b->id, 3);
+    assert_int_equal(transport_send(a->t, 1, &hb), FL_OK);
+    wait_records(b, base + 2);
+    fprintf(stderr, "arrival order: %s then %s\n", raft_msg_type_name(b->records[base].msg.type),
+            raft_msg_type_name(b->records[base + 1].msg.type));
+    assert_int_equal(b->records[base].msg.type, RAFT_MSG_HEARTBEAT);
+    assert_int_equal(b->records[base + 1].msg.type, RAFT_MSG_APPEND);
+    assert_int_equal(b->records[base + 1].first_len, big_bytes);
+    node_cleanup(a);
+    node_cleanup(b);
+}
+
+static bool both_streams_up(void *ctx)
+{
+    struct node *n = ctx;
+    transport_stats st;
+    transport_get_stats(n->t, &st);
+    return st.connects >= 2;
+}
+
+/* A loop stalled longer than the handshake deadline (another callback ran
+ * long) must not time out the connections it could not serve meanwhile. */
+static void test_loop_stall_is_not_a_timeout(void **state)
+{
+    struct node *a = node_new(0xc1, 2), *b = node_new(0xc2, 2);
+    struct node *nodes[] = {a, b};
+    connect_nodes(nodes, 2); /* dials now; nothing is read until the loop runs */
+    /* Queued on the connecting streams: a timeout would drop them. */
+    struct raft_msg m = plain(RAFT_MSG_HEARTBEAT, a->id, b->id, 1);
+    assert_int_equal(transport_send(a->t, 1, &m), FL_OK);
+    m = plain(RAFT_MSG_HEARTBEAT, b->id, a->id, 1);
+    assert_int_equal(transport_send(b->t, 1, &m), FL_OK);
+    usleep(5500 * 1000); /* the stall under test, longer than TRANSPORT_HELLO_MS */
+    assert_true(run_until(both_streams_up, a, "a's streams up after the stall"));
+    assert_true(run_until(both_streams_up, b, "b's streams up after the stall"));
+    wait_records(a, 1);
+    wait_records(b, 1);
+    transport_stats sa, sb;
+    transport_get_stats(a->t, &sa);
+    transport_get_stats(b->t, &sb);
+    assert_int_equal(sa.dropped + sb.dropped, 0);
+    assert_int_equal(sa.connects, 2); /* the first dials, not redials */
+    assert_int_equal(a->unreachable + b->unreachable, 0);
+    node_cleanup(a);
+    node_cleanup(b);
+}
+
 int main(void)
 {
+    /* TRANSPORT_TEST_DEBUG=1 shows every connection close and its reason. */
+    if (getenv("TRANSPORT_TEST_DEBUG"))
+        fl_log_set_level(FL_LOG_DEBUG);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_two_every_type, setup, teardown),
         cmocka_unit_test_setup_teardown(test_three_ordering, setup, teardown),
@@ -921,6 +1191,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_snapshot_streams_beside_heartbeats, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fault_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_peers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_incoming_connection_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_during_snapshot, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_send_does_not_wait_for_poll, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_heartbeat_overtakes_big_append, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_loop_stall_is_not_a_timeout, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
