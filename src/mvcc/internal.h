@@ -128,13 +128,14 @@ struct mvcc_store {
     mvcc_state committed; /* what LMDB holds (applier thread only) */
     mvcc_state work;      /* what the open write txn holds (applier only) */
 
-    /* Held around mdb_txn_commit and the publication of its state, so
-     * whoever holds it sees no commit happen (mvcc_snapshot_write pins the
-     * state its copy reads this way). Lock order: commit_mu, then pub_mu. */
+    /* Held around mdb_txn_commit and the update of committed, so whoever
+     * holds it sees no commit happen and may read committed
+     * (mvcc_snapshot_write pins the state its copy reads this way). Lock
+     * order: commit_mu, then pub_mu. */
     pthread_mutex_t commit_mu;
     /* Guards published and the writer fields: what other threads may read. */
     pthread_mutex_t pub_mu;
-    mvcc_state published; /* = committed, for any thread */
+    mvcc_state published; /* = committed, the getters' fallback */
     bool writer_active;   /* a write txn is open, on thread `writer` */
     pthread_t writer;
     bool mutexes_ready; /* for mvcc_close after a failed open */

@@ -87,9 +87,8 @@ fl_err mvcc_snapshot_write(mvcc_store *store, int fd, uint64_t *applied_index)
     pthread_t thread;
 
     pthread_mutex_lock(&store->commit_mu);
-    pthread_mutex_lock(&store->pub_mu);
-    uint64_t applied = store->published.applied_index;
-    pthread_mutex_unlock(&store->pub_mu);
+    /* committed changes only in write_commit, under commit_mu */
+    uint64_t applied = store->committed.applied_index;
     if (pthread_create(&thread, NULL, copy_main, &job) != 0) {
         pthread_mutex_unlock(&store->commit_mu);
         close(pipefd[0]);

@@ -339,9 +339,14 @@ fl_err mvcc_open(const char *dir, const mvcc_options *options, mvcc_store **out)
         rc = mdb_env_set_mapsize(store->env, (size_t)map_size);
     }
     if (rc == 0) {
-        /* The WAL is the durable record: no fsync here. NOTLS lets the loop
-         * thread hold its read txn while it also writes. */
-        rc = mdb_env_open(store->env, dir, MDB_NOSYNC | MDB_NOTLS, 0600);
+        /* By default the WAL is the durable record: no fsync here. With
+         * durable_commits every commit fsyncs the data pages but not the
+         * meta page (MDB_NOMETASYNC): LMDB then keeps its integrity through
+         * a power loss, which may only undo the last commit. NOTLS: read
+         * txns are not tied to threads (readers are pooled, and a thread
+         * may read while it has the write txn open). */
+        unsigned sync = options && options->durable_commits ? MDB_NOMETASYNC : MDB_NOSYNC;
+        rc = mdb_env_open(store->env, dir, sync | MDB_NOTLS, 0600);
     }
     fl_err err = mvcc_lmdb_err(rc);
     if (err == FL_OK && mdb_env_get_maxkeysize(store->env) < MVCC_IKEY_LONG) {
@@ -401,10 +406,20 @@ fl_err mvcc_sync(mvcc_store *store)
     return rc == ENOSPC ? FL_ERR_NOSPACE : FL_ERR_IO;
 }
 
-/* The state another thread may see: the last committed one. */
-static mvcc_state published_state(const mvcc_store *store)
+/* The last committed state, exactly as LMDB shows it to readers: the state
+ * record read in a read txn. A copy published after the commit would lag
+ * LMDB for a moment, so a getter could report less than a range just
+ * read. The published copy is only the fallback when no read txn can be
+ * had (reader table full); it is never ahead of LMDB. */
+static mvcc_state visible_state(const mvcc_store *store)
 {
-    mvcc_store *s = (mvcc_store *)store; /* the mutex is internal state */
+    mvcc_store *s = (mvcc_store *)store; /* readers and mutex are internal state */
+    mvcc_reader *r;
+    if (mvcc_reader_get(s, &r) == FL_OK) {
+        mvcc_state st = r->state;
+        mvcc_reader_put(s, r);
+        return st;
+    }
     pthread_mutex_lock(&s->pub_mu);
     mvcc_state st = s->published;
     pthread_mutex_unlock(&s->pub_mu);
@@ -418,21 +433,19 @@ uint64_t mvcc_applied_index(const mvcc_store *store)
     /* The applier with a write txn open sees its own applies (it numbers the
      * next entry from this); work is its own data, so reading it here races
      * with nothing. Everyone else sees the last commit. */
-    uint64_t index = s->writer_active && pthread_equal(s->writer, pthread_self())
-                         ? s->work.applied_index
-                         : s->published.applied_index;
+    bool applier = s->writer_active && pthread_equal(s->writer, pthread_self());
     pthread_mutex_unlock(&s->pub_mu);
-    return index;
+    return applier ? s->work.applied_index : visible_state(store).applied_index;
 }
 
 int64_t mvcc_current_revision(const mvcc_store *store)
 {
-    return published_state(store).current_revision;
+    return visible_state(store).current_revision;
 }
 
 int64_t mvcc_compact_revision(const mvcc_store *store)
 {
-    int64_t rev = published_state(store).compact_revision;
+    int64_t rev = visible_state(store).compact_revision;
     return rev < 0 ? 0 : rev;
 }
 
@@ -934,9 +947,13 @@ fl_err mvcc_get_meta(const mvcc_store *store, const char *name, void **value, si
     if (!meta_key(name, kbuf, sizeof kbuf, &k)) {
         return FL_ERR_INVALID;
     }
-    /* The applier inside a batch sees its own writes; otherwise the last
-     * committed state, from a read txn of its own. */
-    MDB_txn *txn = store->wtxn;
+    /* The applier with a write txn open sees its own writes; any other
+     * caller the last committed state, from a read txn of its own. */
+    mvcc_store *s = (mvcc_store *)store; /* the mutex is internal state */
+    pthread_mutex_lock(&s->pub_mu);
+    bool applier = s->writer_active && pthread_equal(s->writer, pthread_self());
+    pthread_mutex_unlock(&s->pub_mu);
+    MDB_txn *txn = applier ? store->wtxn : NULL;
     bool own = txn == NULL;
     if (own) {
         int rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn);
