@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "mvcc/arena.h"
 #include "mvcc/mvcc.h"
@@ -155,6 +156,24 @@ struct mvcc_store {
     mvcc_hits hits;      /* the write txn's scans (applier only) */
 };
 
+/* ---- compares (one copy for range, txn and validate) ------------------ */
+
+static inline int mvcc_i64_cmp(int64_t a, int64_t b)
+{
+    return a < b ? -1 : (a > b ? 1 : 0);
+}
+
+/* Byte strings in etcd's order (bytes.Compare): -1, 0 or 1. */
+static inline int mvcc_bytes_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+    size_t n = alen < blen ? alen : blen;
+    int c = n > 0 ? memcmp(a, b, n) : 0;
+    if (c != 0) {
+        return c < 0 ? -1 : 1;
+    }
+    return alen < blen ? -1 : (alen > blen ? 1 : 0);
+}
+
 /* ---- store.c ----------------------------------------------------------- */
 
 /* A read txn with its cursors and scan buffer, for one read call on any
@@ -242,6 +261,9 @@ fl_err mvcc_lease_check(mvcc_store *store, int64_t lease);
  * caller checked existence before). prev (may be NULL) gets the old kv. */
 fl_err mvcc_write_put(mvcc_wctx *w, const mvcc_put_req *req, mvcc_put_result *result);
 fl_err mvcc_write_delete(mvcc_wctx *w, const mvcc_delete_req *req, mvcc_delete_result *result);
+/* FL_ERR_NOT_FOUND for a put with ignore_value/ignore_lease on a key that
+ * has no live version (etcd's rule, for Put and for a txn's puts). */
+fl_err mvcc_put_check_exists(mvcc_wctx *w, const mvcc_put_req *req);
 /* A top-level Put with etcd's checks (lease, key not found). */
 fl_err mvcc_apply_put(mvcc_wctx *w, const mvcc_put_req *req, mvcc_put_result *result);
 

@@ -12,7 +12,7 @@
  * threads may at the same time call the *readers*: mvcc_range,
  * mvcc_hash_kv, mvcc_alarms, mvcc_get_meta, mvcc_db_size,
  * mvcc_applied_index, mvcc_current_revision, mvcc_compact_revision,
- * mvcc_snapshot_write and mvcc_sync; the applier may call them too.
+ * mvcc_compaction_pending, mvcc_snapshot_write and mvcc_sync; the applier may call them too.
  * Readers see committed state only (an open batch is invisible to them),
  * each call one consistent commit: a range's revisions come from the same
  * LMDB snapshot as its keys (each read takes its own read txn and reads the
@@ -193,6 +193,11 @@ typedef struct mvcc_txn_req {
     size_t failure_count;
 } mvcc_txn_req;
 
+/* physical is etcd's "answer only once the compaction is physically done".
+ * It is carried in the entry but apply does not look at it: every member
+ * compacts in the same bounded steps whatever it says (see compact_chunk).
+ * The server honours it by answering once mvcc_compaction_pending() is
+ * false. */
 typedef struct mvcc_compact_req {
     int64_t revision;
     bool physical;
@@ -321,6 +326,9 @@ uint64_t mvcc_applied_index(const mvcc_store *store);
  * As etcd, a new store accepts a compaction at revision 0 once. */
 int64_t mvcc_current_revision(const mvcc_store *store);
 int64_t mvcc_compact_revision(const mvcc_store *store);
+/* Whether old versions below the compact revision are still being removed
+ * (the physical part of a Compact, done in steps by later applies). */
+bool mvcc_compaction_pending(const mvcc_store *store);
 /* Bytes of the LMDB file, and bytes in use (etcd's dbSize / dbSizeInUse). */
 void mvcc_db_size(const mvcc_store *store, int64_t *size_bytes, int64_t *in_use_bytes);
 

@@ -443,6 +443,11 @@ int64_t mvcc_current_revision(const mvcc_store *store)
     return visible_state(store).current_revision;
 }
 
+bool mvcc_compaction_pending(const mvcc_store *store)
+{
+    return visible_state(store).compact_scan_main != 0;
+}
+
 int64_t mvcc_compact_revision(const mvcc_store *store)
 {
     int64_t rev = visible_state(store).compact_revision;
@@ -764,19 +769,55 @@ static fl_err record_index_only(mvcc_store *store, uint64_t index)
     return write_commit(store);
 }
 
+/* The applied index as the applier sees it: its own data, no locks. */
+static uint64_t own_applied_index(const mvcc_store *store)
+{
+    return store->wtxn != NULL ? store->work.applied_index : store->committed.applied_index;
+}
+
+/* What every entry (command or not) checks first; opens the write txn. */
+static fl_err entry_begin(mvcc_store *store, uint64_t index)
+{
+    if (store->in_batch && store->batch_error != FL_OK) {
+        return store->batch_error;
+    }
+    if (index <= own_applied_index(store)) {
+        FL_LOG_WARNF("mvcc", "apply of an old index", "index=%llu applied=%llu",
+                     (unsigned long long)index, (unsigned long long)own_applied_index(store));
+        return FL_ERR_INVALID;
+    }
+    return write_begin(store);
+}
+
+/* A store failure inside an entry: the txn is gone, a batch is poisoned. */
+static fl_err entry_fail(mvcc_store *store, fl_err err)
+{
+    write_abort(store);
+    if (store->in_batch) {
+        store->batch_error = err;
+    }
+    return err;
+}
+
+/* What every entry does last: a step of pending physical compaction (a
+ * Compact did its own), the applied index, and outside a batch the commit. */
+static fl_err entry_finish(mvcc_store *store, uint64_t index, bool compact_step)
+{
+    if (compact_step) {
+        fl_err err = mvcc_compact_step(store, &store->wview, compact_step_budget(store));
+        if (err != FL_OK) {
+            return entry_fail(store, err);
+        }
+    }
+    store->work.applied_index = index;
+    return store->in_batch ? FL_OK : write_commit(store);
+}
+
 fl_err mvcc_apply(mvcc_store *store, uint64_t index, const uint8_t *payload, size_t payload_len,
                   mvcc_response *response)
 {
     memset(response, 0, sizeof *response);
-    if (store->in_batch && store->batch_error != FL_OK) {
-        return store->batch_error;
-    }
-    if (index <= mvcc_applied_index(store)) {
-        FL_LOG_WARNF("mvcc", "apply of an old index", "index=%llu applied=%llu",
-                     (unsigned long long)index, (unsigned long long)mvcc_applied_index(store));
-        return FL_ERR_INVALID;
-    }
-    fl_err err = write_begin(store);
+    fl_err err = entry_begin(store, index);
     if (err != FL_OK) {
         return err;
     }
@@ -794,68 +835,30 @@ fl_err mvcc_apply(mvcc_store *store, uint64_t index, const uint8_t *payload, siz
     if (!request_level) {
         if (err == FL_ERR_IO) {
             FL_LOG_ERRORF("mvcc", "apply failed: store failure",
-                          "index=%llu map_size=%llu "
-                          "quota=%llu logical_bytes=%llu",
+                          "index=%llu map_size=%llu quota=%llu logical_bytes=%llu",
                           (unsigned long long)index, (unsigned long long)store->map_size,
                           (unsigned long long)store->quota_bytes,
                           (unsigned long long)store->work.logical_bytes);
         }
-        write_abort(store);
-        if (store->in_batch) {
-            store->batch_error = err;
-            return err;
-        }
-        if (err == FL_ERR_TOO_LARGE) {
+        if (!store->in_batch && err == FL_ERR_TOO_LARGE) {
+            write_abort(store);
             fl_err rec = record_index_only(store, index);
             return rec == FL_OK ? err : rec;
         }
-        return err;
+        return entry_fail(store, err);
     }
-    /* Pending physical compaction advances a little with every entry. */
-    if (!(err == FL_OK && req.type == MVCC_REQ_COMPACT)) {
-        fl_err serr = mvcc_compact_step(store, &store->wview, compact_step_budget(store));
-        if (serr != FL_OK) {
-            mvcc_response_free(response);
-            write_abort(store);
-            if (store->in_batch) {
-                store->batch_error = serr;
-            }
-            return serr;
-        }
-    }
-    store->work.applied_index = index;
-    if (!store->in_batch) {
-        fl_err cerr = write_commit(store);
-        if (cerr != FL_OK) {
-            mvcc_response_free(response);
-            return cerr;
-        }
+    fl_err ferr = entry_finish(store, index, !(err == FL_OK && req.type == MVCC_REQ_COMPACT));
+    if (ferr != FL_OK) {
+        mvcc_response_free(response);
+        return ferr;
     }
     return err;
 }
 
 fl_err mvcc_apply_noop(mvcc_store *store, uint64_t index)
 {
-    if (store->in_batch && store->batch_error != FL_OK) {
-        return store->batch_error;
-    }
-    if (index <= mvcc_applied_index(store)) {
-        return FL_ERR_INVALID;
-    }
-    fl_err err = write_begin(store);
-    if (err != FL_OK) {
-        return err;
-    }
-    err = mvcc_compact_step(store, &store->wview, compact_step_budget(store));
-    if (err != FL_OK) {
-        write_abort(store);
-        if (store->in_batch) {
-            store->batch_error = err;
-        }
-        return err;
-    }
-    store->work.applied_index = index;
-    return store->in_batch ? FL_OK : write_commit(store);
+    fl_err err = entry_begin(store, index);
+    return err == FL_OK ? entry_finish(store, index, true) : err;
 }
 
 fl_err mvcc_batch_begin(mvcc_store *store)
