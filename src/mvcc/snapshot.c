@@ -9,7 +9,9 @@
  * writes anything, so that txn sees exactly the state read under the lock.
  * Commits (not applies) wait for that first buffer (LMDB writes in 1 MiB
  * chunks); the rest of the copy runs with the lock released, pumped from
- * the pipe to the caller's fd.
+ * the pipe to the caller's fd. MDB_CP_COMPACT matters beyond size: the
+ * plain copy briefly takes LMDB's writer lock, which the applier holds
+ * (batch open) while it waits for commit_mu: that would deadlock.
  *
  * Install: with the store closed, the file is checked (an LMDB file with a
  * state record), fsynced, renamed over data.mdb, lock.mdb is removed and
