@@ -201,6 +201,9 @@ fl_err mvcc_state_decode(const MDB_val *v, mvcc_state *st, bool *upgrade);
 /* ---- schema.c ---------------------------------------------------------- */
 
 fl_err mvcc_lmdb_err(int rc);
+/* Set by mvcc_lmdb_err on MDB_MAP_FULL (which it maps to FL_ERR_IO), so the
+ * store can log it with its sizes; per thread, as LMDB writes are. */
+extern _Thread_local bool mvcc_map_full_seen;
 void mvcc_put_u64(uint8_t *out, uint64_t v);
 uint64_t mvcc_get_u64(const uint8_t *in);
 void mvcc_revkey(uint8_t out[MVCC_REVKEY_LEN], int64_t main, int64_t sub);

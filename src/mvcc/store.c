@@ -108,6 +108,7 @@ static fl_err write_begin(mvcc_store *store)
     if (store->wtxn != NULL) {
         return FL_OK;
     }
+    mvcc_map_full_seen = false; /* a leftover from outside a write txn */
     int rc = mdb_txn_begin(store->env, NULL, 0, &store->wtxn);
     if (rc != 0) {
         store->wtxn = NULL;
@@ -174,6 +175,21 @@ static fl_err commit_err(mvcc_store *store, int rc)
     return mvcc_lmdb_err(rc);
 }
 
+/* Logs a full map behind a store failure, with what the operator needs. */
+static void log_map_full(const mvcc_store *store)
+{
+    if (!mvcc_map_full_seen) {
+        return;
+    }
+    mvcc_map_full_seen = false;
+    FL_LOG_ERRORF("mvcc", "LMDB map full",
+                  "map_size=%llu quota=%llu logical_bytes=%llu hint=\"the LMDB map must hold "
+                  "the quota plus free pages held by readers: raise the map size "
+                  "(mvcc_options.map_size_bytes) or lower the quota, and restart\"",
+                  (unsigned long long)store->map_size, (unsigned long long)store->quota_bytes,
+                  (unsigned long long)store->work.logical_bytes);
+}
+
 static fl_err write_commit(mvcc_store *store)
 {
     assert(store->wtxn != NULL);
@@ -195,8 +211,10 @@ static fl_err write_commit(mvcc_store *store)
     store->wtxn = NULL;
     memset(&store->wview, 0, sizeof store->wview);
     if (rc != 0) {
+        fl_err cerr = commit_err(store, rc);
+        log_map_full(store);
         store->work = store->committed;
-        return commit_err(store, rc);
+        return cerr;
     }
     return FL_OK;
 }
@@ -792,6 +810,7 @@ static fl_err entry_begin(mvcc_store *store, uint64_t index)
 /* A store failure inside an entry: the txn is gone, a batch is poisoned. */
 static fl_err entry_fail(mvcc_store *store, fl_err err)
 {
+    log_map_full(store);
     write_abort(store);
     if (store->in_batch) {
         store->batch_error = err;
@@ -834,11 +853,8 @@ fl_err mvcc_apply(mvcc_store *store, uint64_t index, const uint8_t *payload, siz
     }
     if (!request_level) {
         if (err == FL_ERR_IO) {
-            FL_LOG_ERRORF("mvcc", "apply failed: store failure",
-                          "index=%llu map_size=%llu quota=%llu logical_bytes=%llu",
-                          (unsigned long long)index, (unsigned long long)store->map_size,
-                          (unsigned long long)store->quota_bytes,
-                          (unsigned long long)store->work.logical_bytes);
+            FL_LOG_ERRORF("mvcc", "apply failed: store failure", "index=%llu",
+                          (unsigned long long)index);
         }
         if (!store->in_batch && err == FL_ERR_TOO_LARGE) {
             write_abort(store);
@@ -930,6 +946,7 @@ fl_err mvcc_put_meta(mvcc_store *store, const char *name, const void *value, siz
     MDB_val v = {len, (void *)value};
     err = mvcc_lmdb_err(mdb_put(store->wtxn, store->dbi_meta, &k, &v, 0));
     if (err != FL_OK) {
+        log_map_full(store);
         write_abort(store);
         if (store->in_batch) {
             store->batch_error = err; /* the txn is broken: so is the batch */
