@@ -195,6 +195,7 @@ static fl_err write_commit(mvcc_store *store)
     assert(store->wtxn != NULL);
     fl_err err = state_write(store);
     if (err != FL_OK) {
+        log_map_full(store);
         write_abort(store);
         return err;
     }
@@ -333,14 +334,20 @@ fl_err mvcc_open(const char *dir, const mvcc_options *options, mvcc_store **out)
         free(store);
         return FL_ERR_NOMEM;
     }
-    if (pthread_mutex_init(&store->commit_mu, NULL) != 0) {
-        mvcc_arena_free(store->scratch);
-        free(store);
-        return FL_ERR_NOMEM;
+    int mu = pthread_mutex_init(&store->commit_mu, NULL);
+    if (mu == 0) {
+        mu = pthread_mutex_init(&store->pub_mu, NULL);
+        if (mu == 0) {
+            mu = pthread_mutex_init(&store->pool_mu, NULL);
+            if (mu != 0) {
+                pthread_mutex_destroy(&store->pub_mu);
+            }
+        }
+        if (mu != 0) {
+            pthread_mutex_destroy(&store->commit_mu);
+        }
     }
-    if (pthread_mutex_init(&store->pub_mu, NULL) != 0 ||
-        pthread_mutex_init(&store->pool_mu, NULL) != 0) {
-        pthread_mutex_destroy(&store->commit_mu);
+    if (mu != 0) {
         mvcc_arena_free(store->scratch);
         free(store);
         return FL_ERR_NOMEM;
