@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "mvcc/arena.h"
 #include "mvcc/mvcc.h"
@@ -128,13 +129,14 @@ struct mvcc_store {
     mvcc_state committed; /* what LMDB holds (applier thread only) */
     mvcc_state work;      /* what the open write txn holds (applier only) */
 
-    /* Held around mdb_txn_commit and the publication of its state, so
-     * whoever holds it sees no commit happen (mvcc_snapshot_write pins the
-     * state its copy reads this way). Lock order: commit_mu, then pub_mu. */
+    /* Held around mdb_txn_commit and the update of committed, so whoever
+     * holds it sees no commit happen and may read committed
+     * (mvcc_snapshot_write pins the state its copy reads this way). Lock
+     * order: commit_mu, then pub_mu. */
     pthread_mutex_t commit_mu;
     /* Guards published and the writer fields: what other threads may read. */
     pthread_mutex_t pub_mu;
-    mvcc_state published; /* = committed, for any thread */
+    mvcc_state published; /* = committed, the getters' fallback */
     bool writer_active;   /* a write txn is open, on thread `writer` */
     pthread_t writer;
     bool mutexes_ready; /* for mvcc_close after a failed open */
@@ -153,6 +155,24 @@ struct mvcc_store {
     mvcc_arena *scratch; /* reset per apply (applier only) */
     mvcc_hits hits;      /* the write txn's scans (applier only) */
 };
+
+/* ---- compares (one copy for range, txn and validate) ------------------ */
+
+static inline int mvcc_i64_cmp(int64_t a, int64_t b)
+{
+    return a < b ? -1 : (a > b ? 1 : 0);
+}
+
+/* Byte strings in etcd's order (bytes.Compare): -1, 0 or 1. */
+static inline int mvcc_bytes_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+    size_t n = alen < blen ? alen : blen;
+    int c = n > 0 ? memcmp(a, b, n) : 0;
+    if (c != 0) {
+        return c < 0 ? -1 : 1;
+    }
+    return alen < blen ? -1 : (alen > blen ? 1 : 0);
+}
 
 /* ---- store.c ----------------------------------------------------------- */
 
@@ -181,6 +201,9 @@ fl_err mvcc_state_decode(const MDB_val *v, mvcc_state *st, bool *upgrade);
 /* ---- schema.c ---------------------------------------------------------- */
 
 fl_err mvcc_lmdb_err(int rc);
+/* Set by mvcc_lmdb_err on MDB_MAP_FULL (which it maps to FL_ERR_IO), so the
+ * store can log it with its sizes; per thread, as LMDB writes are. */
+extern _Thread_local bool mvcc_map_full_seen;
 void mvcc_put_u64(uint8_t *out, uint64_t v);
 uint64_t mvcc_get_u64(const uint8_t *in);
 void mvcc_revkey(uint8_t out[MVCC_REVKEY_LEN], int64_t main, int64_t sub);
@@ -241,6 +264,9 @@ fl_err mvcc_lease_check(mvcc_store *store, int64_t lease);
  * caller checked existence before). prev (may be NULL) gets the old kv. */
 fl_err mvcc_write_put(mvcc_wctx *w, const mvcc_put_req *req, mvcc_put_result *result);
 fl_err mvcc_write_delete(mvcc_wctx *w, const mvcc_delete_req *req, mvcc_delete_result *result);
+/* FL_ERR_NOT_FOUND for a put with ignore_value/ignore_lease on a key that
+ * has no live version (etcd's rule, for Put and for a txn's puts). */
+fl_err mvcc_put_check_exists(mvcc_wctx *w, const mvcc_put_req *req);
 /* A top-level Put with etcd's checks (lease, key not found). */
 fl_err mvcc_apply_put(mvcc_wctx *w, const mvcc_put_req *req, mvcc_put_result *result);
 

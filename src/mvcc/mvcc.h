@@ -3,8 +3,28 @@
  * Owns: revisions (main, sub) as etcd has them, the key index, Range, Put,
  * DeleteRange, Txn and Compact semantics, the applied index, and the binary
  * encoding of write commands (the payload of a WAL/Raft entry).
- * Must not: know about the network, protobuf, gRPC, raft or the WAL. It is
- * called only from the member's loop thread and takes no locks.
+ * Must not: know about the network, protobuf, gRPC, raft or the WAL.
+ *
+ * Threads. One thread at a time is the *applier*: it alone calls
+ * mvcc_apply, mvcc_apply_noop, mvcc_batch_begin/commit/abort and
+ * mvcc_put_meta (LMDB ties a write txn to the thread that began it, so a
+ * batch begins, applies and commits on one thread). Any number of other
+ * threads may at the same time call the *readers*: mvcc_range,
+ * mvcc_hash_kv, mvcc_alarms, mvcc_get_meta, mvcc_db_size,
+ * mvcc_applied_index, mvcc_current_revision, mvcc_compact_revision,
+ * mvcc_compaction_pending, mvcc_snapshot_write and mvcc_sync; the applier may call them too.
+ * Readers see committed state only (an open batch is invisible to them),
+ * each call one consistent commit: a range's revisions come from the same
+ * LMDB snapshot as its keys (each read takes its own read txn and reads the
+ * state record in it). The getters read that state record too (in a pooled
+ * read txn), so they never go backwards and never lag behind what a range
+ * has already shown. The exceptions, for the applier's own bookkeeping:
+ * mvcc_applied_index and mvcc_get_meta called by the thread that has a batch
+ * open include that batch. mvcc_request_encode/validate are pure (any
+ * thread). mvcc_open and mvcc_close must not overlap anything. A reader's
+ * cost to the applier: none, except that commits wait while
+ * mvcc_snapshot_write starts its copy (up to its first 1 MiB); a long read
+ * (snapshot, hash) keeps LMDB from reusing pages freed after it began.
  *
  * Requests are *borrowed views*: every pointer in a request struct belongs to
  * the caller and must stay valid only for the duration of the call.
@@ -12,8 +32,9 @@
  * it points to and is released with the matching *_free function (safe to
  * call on a zeroed struct, and twice).
  *
- * Durability: LMDB is opened without fsync (MDB_NOSYNC); the WAL is the
- * durable record. Each apply stores the applied index in the same LMDB
+ * Durability: LMDB is opened without fsync (MDB_NOSYNC), or with
+ * mvcc_options.durable_commits with MDB_NOMETASYNC; the WAL is the durable
+ * record. Each apply stores the applied index in the same LMDB
  * transaction as its effects, so after a crash the caller replays the WAL
  * entries with index > mvcc_applied_index().
  *
@@ -53,6 +74,14 @@ typedef struct mvcc_options {
      * physically done. 0 = default (10000). Part of the replicated
      * behaviour: every member must use the same value. */
     uint64_t compact_chunk;
+    /* false (default): MDB_NOSYNC, commits are not fsynced; the WAL is the
+     * durable record and a power loss between mvcc_sync calls can leave
+     * data.mdb inconsistent on ext4 (docs/server.md, "Checkpoints").
+     * true: MDB_NOMETASYNC, every commit fsyncs its data pages (not the meta
+     * page): a crash or power loss can only undo the last commit(s), never
+     * corrupt the file; mvcc_sync still makes the last commit durable.
+     * Cost: one fdatasync per commit (docs/mvcc.md has measurements). */
+    bool durable_commits;
 } mvcc_options;
 
 /* A byte string; borrowed in requests, owned (by the enclosing result) in results. */
@@ -164,6 +193,11 @@ typedef struct mvcc_txn_req {
     size_t failure_count;
 } mvcc_txn_req;
 
+/* physical is etcd's "answer only once the compaction is physically done".
+ * It is carried in the entry but apply does not look at it: every member
+ * compacts in the same bounded steps whatever it says (see compact_chunk).
+ * The server honours it by answering once mvcc_compaction_pending() is
+ * false. */
 typedef struct mvcc_compact_req {
     int64_t revision;
     bool physical;
@@ -280,19 +314,21 @@ void mvcc_close(mvcc_store *store);
  * later transactions do not damage it; see docs/server.md on MDB_NOSYNC).
  * Errors: FL_ERR_NOSPACE (ENOSPC), FL_ERR_IO (anything else); then nothing is
  * known to be durable beyond what an earlier FL_OK covered.
- * Threads: the one exception to "loop thread only": it may run on another
- * thread concurrently with applies and reads on the loop, because it touches
- * only the environment handle (no transaction, no store state) and LMDB does
- * not restrict mdb_env_sync to the thread that writes (unlike transactions
- * and mdb_env_close). It must not overlap mvcc_open/mvcc_close. */
+ * Threads: a reader (see the top): it touches only the environment handle
+ * (no transaction, no store state) and LMDB does not restrict mdb_env_sync
+ * to the thread that writes (unlike transactions and mdb_env_close). */
 fl_err mvcc_sync(mvcc_store *store);
 
-/* The index of the last entry applied (0 for a new store). */
+/* The index of the last entry applied (0 for a new store): committed, or on
+ * the applier inside a batch, including the batch. */
 uint64_t mvcc_applied_index(const mvcc_store *store);
 /* The current revision (1 for a new store, as etcd) and the compacted one (0 if none).
  * As etcd, a new store accepts a compaction at revision 0 once. */
 int64_t mvcc_current_revision(const mvcc_store *store);
 int64_t mvcc_compact_revision(const mvcc_store *store);
+/* Whether old versions below the compact revision are still being removed
+ * (the physical part of a Compact, done in steps by later applies). */
+bool mvcc_compaction_pending(const mvcc_store *store);
 /* Bytes of the LMDB file, and bytes in use (etcd's dbSize / dbSizeInUse). */
 void mvcc_db_size(const mvcc_store *store, int64_t *size_bytes, int64_t *in_use_bytes);
 

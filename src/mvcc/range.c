@@ -12,16 +12,6 @@
 
 #include "mvcc/internal.h"
 
-static int bytes_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
-{
-    size_t n = alen < blen ? alen : blen;
-    int c = n > 0 ? memcmp(a, b, n) : 0;
-    if (c != 0) {
-        return c;
-    }
-    return alen < blen ? -1 : (alen > blen ? 1 : 0);
-}
-
 static fl_err hits_push(mvcc_hits *hits, const mvcc_hit *hit)
 {
     if (hits->count == hits->capacity) {
@@ -106,13 +96,13 @@ static fl_err scan_accept(scan_state *s, const mvcc_hit *hit)
 
 static bool before_end(const scan_state *s, const uint8_t *k, size_t klen)
 {
-    return s->from_key || bytes_cmp(k, klen, s->end.data, s->end.len) < 0;
+    return s->from_key || mvcc_bytes_cmp(k, klen, s->end.data, s->end.len) < 0;
 }
 
 static int hit_key_cmp(const void *a, const void *b)
 {
     const mvcc_hit *x = a, *y = b;
-    return bytes_cmp(x->key, x->key_len, y->key, y->key_len);
+    return mvcc_bytes_cmp(x->key, x->key_len, y->key, y->key_len);
 }
 
 /* A group of long keys sharing the prefix under the cursor: collect the live
@@ -174,7 +164,7 @@ static fl_err scan_long_group(scan_state *s, MDB_val *k, MDB_val *v, bool *stop)
     size_t write = base;
     for (size_t i = 0; i < n; i++) {
         mvcc_hit hit = hits->items[base + i];
-        if (bytes_cmp(hit.key, hit.key_len, s->key.data, s->key.len) < 0) {
+        if (mvcc_bytes_cmp(hit.key, hit.key_len, s->key.data, s->key.len) < 0) {
             continue;
         }
         if (!before_end(s, hit.key, hit.key_len)) {
@@ -228,7 +218,7 @@ fl_err mvcc_scan(mvcc_store *store, const mvcc_view *view, mvcc_bytes key, mvcc_
         return err;
     }
     s.from_key = range_end.len == 1 && range_end.data[0] == 0;
-    if (!s.from_key && bytes_cmp(key.data, key.len, range_end.data, range_end.len) >= 0) {
+    if (!s.from_key && mvcc_bytes_cmp(key.data, key.len, range_end.data, range_end.len) >= 0) {
         return FL_OK;
     }
     MDB_val k = {key.len < MVCC_IKEY_PREFIX ? key.len : MVCC_IKEY_PREFIX, (void *)key.data};
@@ -252,7 +242,7 @@ fl_err mvcc_scan(mvcc_store *store, const mvcc_view *view, mvcc_bytes key, mvcc_
             if (!before_end(&s, k.mv_data, k.mv_size)) {
                 break;
             }
-            if (bytes_cmp(k.mv_data, k.mv_size, key.data, key.len) >= 0) {
+            if (mvcc_bytes_cmp(k.mv_data, k.mv_size, key.data, key.len) >= 0) {
                 mvcc_dup dup;
                 bool found = false;
                 err = version_at(view, &k, &v, rev, &dup, &found);
@@ -319,11 +309,6 @@ typedef struct sort_spec {
     bool descend;
 } sort_spec;
 
-static int cmp_i64(int64_t a, int64_t b)
-{
-    return a < b ? -1 : (a > b ? 1 : 0);
-}
-
 /* Ties keep key order in both directions, as etcd's (stable for small
  * inputs) sort of a key-ordered list does. */
 static int hit_sort_cmp(const void *a, const void *b, void *arg)
@@ -333,26 +318,26 @@ static int hit_sort_cmp(const void *a, const void *b, void *arg)
     int c = 0;
     switch (spec->target) {
     case MVCC_SORT_BY_KEY:
-        c = bytes_cmp(x->key, x->key_len, y->key, y->key_len);
+        c = mvcc_bytes_cmp(x->key, x->key_len, y->key, y->key_len);
         break;
     case MVCC_SORT_BY_VERSION:
-        c = cmp_i64(x->dup.version, y->dup.version);
+        c = mvcc_i64_cmp(x->dup.version, y->dup.version);
         break;
     case MVCC_SORT_BY_CREATE:
-        c = cmp_i64(x->dup.create, y->dup.create);
+        c = mvcc_i64_cmp(x->dup.create, y->dup.create);
         break;
     case MVCC_SORT_BY_MOD:
-        c = cmp_i64(x->dup.main, y->dup.main);
+        c = mvcc_i64_cmp(x->dup.main, y->dup.main);
         break;
     case MVCC_SORT_BY_VALUE:
-        c = bytes_cmp(x->rec.value, x->rec.value_len, y->rec.value, y->rec.value_len);
+        c = mvcc_bytes_cmp(x->rec.value, x->rec.value_len, y->rec.value, y->rec.value_len);
         break;
     }
     if (spec->descend) {
         c = -c;
     }
     if (c == 0) {
-        c = bytes_cmp(x->key, x->key_len, y->key, y->key_len);
+        c = mvcc_bytes_cmp(x->key, x->key_len, y->key, y->key_len);
     }
     return c;
 }

@@ -16,6 +16,8 @@
 #include "mvcc/internal.h"
 #include "util/log.h"
 
+_Thread_local bool mvcc_map_full_seen;
+
 fl_err mvcc_lmdb_err(int rc)
 {
     switch (rc) {
@@ -24,10 +26,9 @@ fl_err mvcc_lmdb_err(int rc)
     case MDB_MAP_FULL:
         /* Never "applied with no effect": whether the map fills depends on
          * page layout and free pages held by readers, not on the log, so one
-         * member could skip a write another applies. A store failure. */
-        FL_LOG_ERRORF("mvcc", "LMDB map full",
-                      "hint=\"the quota (logical bytes) must stay well below the map size; "
-                      "raise mvcc_options.map_size_bytes and restart\"");
+         * member could skip a write another applies. A store failure; the
+         * store logs it with its map size (mvcc_map_full_seen). */
+        mvcc_map_full_seen = true;
         return FL_ERR_IO;
     case ENOSPC:
     case EDQUOT:

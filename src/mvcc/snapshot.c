@@ -9,7 +9,9 @@
  * writes anything, so that txn sees exactly the state read under the lock.
  * Commits (not applies) wait for that first buffer (LMDB writes in 1 MiB
  * chunks); the rest of the copy runs with the lock released, pumped from
- * the pipe to the caller's fd.
+ * the pipe to the caller's fd. MDB_CP_COMPACT matters beyond size: the
+ * plain copy briefly takes LMDB's writer lock, which the applier holds
+ * (batch open) while it waits for commit_mu: that would deadlock.
  *
  * Install: with the store closed, the file is checked (an LMDB file with a
  * state record), fsynced, renamed over data.mdb, lock.mdb is removed and
@@ -87,9 +89,8 @@ fl_err mvcc_snapshot_write(mvcc_store *store, int fd, uint64_t *applied_index)
     pthread_t thread;
 
     pthread_mutex_lock(&store->commit_mu);
-    pthread_mutex_lock(&store->pub_mu);
-    uint64_t applied = store->published.applied_index;
-    pthread_mutex_unlock(&store->pub_mu);
+    /* committed changes only in write_commit, under commit_mu */
+    uint64_t applied = store->committed.applied_index;
     if (pthread_create(&thread, NULL, copy_main, &job) != 0) {
         pthread_mutex_unlock(&store->commit_mu);
         close(pipefd[0]);

@@ -108,6 +108,7 @@ static fl_err write_begin(mvcc_store *store)
     if (store->wtxn != NULL) {
         return FL_OK;
     }
+    mvcc_map_full_seen = false; /* a leftover from outside a write txn */
     int rc = mdb_txn_begin(store->env, NULL, 0, &store->wtxn);
     if (rc != 0) {
         store->wtxn = NULL;
@@ -174,11 +175,27 @@ static fl_err commit_err(mvcc_store *store, int rc)
     return mvcc_lmdb_err(rc);
 }
 
+/* Logs a full map behind a store failure, with what the operator needs. */
+static void log_map_full(const mvcc_store *store)
+{
+    if (!mvcc_map_full_seen) {
+        return;
+    }
+    mvcc_map_full_seen = false;
+    FL_LOG_ERRORF("mvcc", "LMDB map full",
+                  "map_size=%llu quota=%llu logical_bytes=%llu hint=\"the LMDB map must hold "
+                  "the quota plus free pages held by readers: raise the map size "
+                  "(mvcc_options.map_size_bytes) or lower the quota, and restart\"",
+                  (unsigned long long)store->map_size, (unsigned long long)store->quota_bytes,
+                  (unsigned long long)store->work.logical_bytes);
+}
+
 static fl_err write_commit(mvcc_store *store)
 {
     assert(store->wtxn != NULL);
     fl_err err = state_write(store);
     if (err != FL_OK) {
+        log_map_full(store);
         write_abort(store);
         return err;
     }
@@ -195,8 +212,10 @@ static fl_err write_commit(mvcc_store *store)
     store->wtxn = NULL;
     memset(&store->wview, 0, sizeof store->wview);
     if (rc != 0) {
+        fl_err cerr = commit_err(store, rc);
+        log_map_full(store);
         store->work = store->committed;
-        return commit_err(store, rc);
+        return cerr;
     }
     return FL_OK;
 }
@@ -315,14 +334,20 @@ fl_err mvcc_open(const char *dir, const mvcc_options *options, mvcc_store **out)
         free(store);
         return FL_ERR_NOMEM;
     }
-    if (pthread_mutex_init(&store->commit_mu, NULL) != 0) {
-        mvcc_arena_free(store->scratch);
-        free(store);
-        return FL_ERR_NOMEM;
+    int mu = pthread_mutex_init(&store->commit_mu, NULL);
+    if (mu == 0) {
+        mu = pthread_mutex_init(&store->pub_mu, NULL);
+        if (mu == 0) {
+            mu = pthread_mutex_init(&store->pool_mu, NULL);
+            if (mu != 0) {
+                pthread_mutex_destroy(&store->pub_mu);
+            }
+        }
+        if (mu != 0) {
+            pthread_mutex_destroy(&store->commit_mu);
+        }
     }
-    if (pthread_mutex_init(&store->pub_mu, NULL) != 0 ||
-        pthread_mutex_init(&store->pool_mu, NULL) != 0) {
-        pthread_mutex_destroy(&store->commit_mu);
+    if (mu != 0) {
         mvcc_arena_free(store->scratch);
         free(store);
         return FL_ERR_NOMEM;
@@ -339,9 +364,14 @@ fl_err mvcc_open(const char *dir, const mvcc_options *options, mvcc_store **out)
         rc = mdb_env_set_mapsize(store->env, (size_t)map_size);
     }
     if (rc == 0) {
-        /* The WAL is the durable record: no fsync here. NOTLS lets the loop
-         * thread hold its read txn while it also writes. */
-        rc = mdb_env_open(store->env, dir, MDB_NOSYNC | MDB_NOTLS, 0600);
+        /* By default the WAL is the durable record: no fsync here. With
+         * durable_commits every commit fsyncs the data pages but not the
+         * meta page (MDB_NOMETASYNC): LMDB then keeps its integrity through
+         * a power loss, which may only undo the last commit. NOTLS: read
+         * txns are not tied to threads (readers are pooled, and a thread
+         * may read while it has the write txn open). */
+        unsigned sync = options && options->durable_commits ? MDB_NOMETASYNC : MDB_NOSYNC;
+        rc = mdb_env_open(store->env, dir, sync | MDB_NOTLS, 0600);
     }
     fl_err err = mvcc_lmdb_err(rc);
     if (err == FL_OK && mdb_env_get_maxkeysize(store->env) < MVCC_IKEY_LONG) {
@@ -401,10 +431,20 @@ fl_err mvcc_sync(mvcc_store *store)
     return rc == ENOSPC ? FL_ERR_NOSPACE : FL_ERR_IO;
 }
 
-/* The state another thread may see: the last committed one. */
-static mvcc_state published_state(const mvcc_store *store)
+/* The last committed state, exactly as LMDB shows it to readers: the state
+ * record read in a read txn. A copy published after the commit would lag
+ * LMDB for a moment, so a getter could report less than a range just
+ * read. The published copy is only the fallback when no read txn can be
+ * had (reader table full); it is never ahead of LMDB. */
+static mvcc_state visible_state(const mvcc_store *store)
 {
-    mvcc_store *s = (mvcc_store *)store; /* the mutex is internal state */
+    mvcc_store *s = (mvcc_store *)store; /* readers and mutex are internal state */
+    mvcc_reader *r;
+    if (mvcc_reader_get(s, &r) == FL_OK) {
+        mvcc_state st = r->state;
+        mvcc_reader_put(s, r);
+        return st;
+    }
     pthread_mutex_lock(&s->pub_mu);
     mvcc_state st = s->published;
     pthread_mutex_unlock(&s->pub_mu);
@@ -418,21 +458,24 @@ uint64_t mvcc_applied_index(const mvcc_store *store)
     /* The applier with a write txn open sees its own applies (it numbers the
      * next entry from this); work is its own data, so reading it here races
      * with nothing. Everyone else sees the last commit. */
-    uint64_t index = s->writer_active && pthread_equal(s->writer, pthread_self())
-                         ? s->work.applied_index
-                         : s->published.applied_index;
+    bool applier = s->writer_active && pthread_equal(s->writer, pthread_self());
     pthread_mutex_unlock(&s->pub_mu);
-    return index;
+    return applier ? s->work.applied_index : visible_state(store).applied_index;
 }
 
 int64_t mvcc_current_revision(const mvcc_store *store)
 {
-    return published_state(store).current_revision;
+    return visible_state(store).current_revision;
+}
+
+bool mvcc_compaction_pending(const mvcc_store *store)
+{
+    return visible_state(store).compact_scan_main != 0;
 }
 
 int64_t mvcc_compact_revision(const mvcc_store *store)
 {
-    int64_t rev = published_state(store).compact_revision;
+    int64_t rev = visible_state(store).compact_revision;
     return rev < 0 ? 0 : rev;
 }
 
@@ -751,19 +794,56 @@ static fl_err record_index_only(mvcc_store *store, uint64_t index)
     return write_commit(store);
 }
 
+/* The applied index as the applier sees it: its own data, no locks. */
+static uint64_t own_applied_index(const mvcc_store *store)
+{
+    return store->wtxn != NULL ? store->work.applied_index : store->committed.applied_index;
+}
+
+/* What every entry (command or not) checks first; opens the write txn. */
+static fl_err entry_begin(mvcc_store *store, uint64_t index)
+{
+    if (store->in_batch && store->batch_error != FL_OK) {
+        return store->batch_error;
+    }
+    if (index <= own_applied_index(store)) {
+        FL_LOG_WARNF("mvcc", "apply of an old index", "index=%llu applied=%llu",
+                     (unsigned long long)index, (unsigned long long)own_applied_index(store));
+        return FL_ERR_INVALID;
+    }
+    return write_begin(store);
+}
+
+/* A store failure inside an entry: the txn is gone, a batch is poisoned. */
+static fl_err entry_fail(mvcc_store *store, fl_err err)
+{
+    log_map_full(store);
+    write_abort(store);
+    if (store->in_batch) {
+        store->batch_error = err;
+    }
+    return err;
+}
+
+/* What every entry does last: a step of pending physical compaction (a
+ * Compact did its own), the applied index, and outside a batch the commit. */
+static fl_err entry_finish(mvcc_store *store, uint64_t index, bool compact_step)
+{
+    if (compact_step) {
+        fl_err err = mvcc_compact_step(store, &store->wview, compact_step_budget(store));
+        if (err != FL_OK) {
+            return entry_fail(store, err);
+        }
+    }
+    store->work.applied_index = index;
+    return store->in_batch ? FL_OK : write_commit(store);
+}
+
 fl_err mvcc_apply(mvcc_store *store, uint64_t index, const uint8_t *payload, size_t payload_len,
                   mvcc_response *response)
 {
     memset(response, 0, sizeof *response);
-    if (store->in_batch && store->batch_error != FL_OK) {
-        return store->batch_error;
-    }
-    if (index <= mvcc_applied_index(store)) {
-        FL_LOG_WARNF("mvcc", "apply of an old index", "index=%llu applied=%llu",
-                     (unsigned long long)index, (unsigned long long)mvcc_applied_index(store));
-        return FL_ERR_INVALID;
-    }
-    fl_err err = write_begin(store);
+    fl_err err = entry_begin(store, index);
     if (err != FL_OK) {
         return err;
     }
@@ -780,69 +860,28 @@ fl_err mvcc_apply(mvcc_store *store, uint64_t index, const uint8_t *payload, siz
     }
     if (!request_level) {
         if (err == FL_ERR_IO) {
-            FL_LOG_ERRORF("mvcc", "apply failed: store failure",
-                          "index=%llu map_size=%llu "
-                          "quota=%llu logical_bytes=%llu",
-                          (unsigned long long)index, (unsigned long long)store->map_size,
-                          (unsigned long long)store->quota_bytes,
-                          (unsigned long long)store->work.logical_bytes);
+            FL_LOG_ERRORF("mvcc", "apply failed: store failure", "index=%llu",
+                          (unsigned long long)index);
         }
-        write_abort(store);
-        if (store->in_batch) {
-            store->batch_error = err;
-            return err;
-        }
-        if (err == FL_ERR_TOO_LARGE) {
+        if (!store->in_batch && err == FL_ERR_TOO_LARGE) {
+            write_abort(store);
             fl_err rec = record_index_only(store, index);
             return rec == FL_OK ? err : rec;
         }
-        return err;
+        return entry_fail(store, err);
     }
-    /* Pending physical compaction advances a little with every entry. */
-    if (!(err == FL_OK && req.type == MVCC_REQ_COMPACT)) {
-        fl_err serr = mvcc_compact_step(store, &store->wview, compact_step_budget(store));
-        if (serr != FL_OK) {
-            mvcc_response_free(response);
-            write_abort(store);
-            if (store->in_batch) {
-                store->batch_error = serr;
-            }
-            return serr;
-        }
-    }
-    store->work.applied_index = index;
-    if (!store->in_batch) {
-        fl_err cerr = write_commit(store);
-        if (cerr != FL_OK) {
-            mvcc_response_free(response);
-            return cerr;
-        }
+    fl_err ferr = entry_finish(store, index, !(err == FL_OK && req.type == MVCC_REQ_COMPACT));
+    if (ferr != FL_OK) {
+        mvcc_response_free(response);
+        return ferr;
     }
     return err;
 }
 
 fl_err mvcc_apply_noop(mvcc_store *store, uint64_t index)
 {
-    if (store->in_batch && store->batch_error != FL_OK) {
-        return store->batch_error;
-    }
-    if (index <= mvcc_applied_index(store)) {
-        return FL_ERR_INVALID;
-    }
-    fl_err err = write_begin(store);
-    if (err != FL_OK) {
-        return err;
-    }
-    err = mvcc_compact_step(store, &store->wview, compact_step_budget(store));
-    if (err != FL_OK) {
-        write_abort(store);
-        if (store->in_batch) {
-            store->batch_error = err;
-        }
-        return err;
-    }
-    store->work.applied_index = index;
-    return store->in_batch ? FL_OK : write_commit(store);
+    fl_err err = entry_begin(store, index);
+    return err == FL_OK ? entry_finish(store, index, true) : err;
 }
 
 fl_err mvcc_batch_begin(mvcc_store *store)
@@ -914,6 +953,7 @@ fl_err mvcc_put_meta(mvcc_store *store, const char *name, const void *value, siz
     MDB_val v = {len, (void *)value};
     err = mvcc_lmdb_err(mdb_put(store->wtxn, store->dbi_meta, &k, &v, 0));
     if (err != FL_OK) {
+        log_map_full(store);
         write_abort(store);
         if (store->in_batch) {
             store->batch_error = err; /* the txn is broken: so is the batch */
@@ -934,9 +974,13 @@ fl_err mvcc_get_meta(const mvcc_store *store, const char *name, void **value, si
     if (!meta_key(name, kbuf, sizeof kbuf, &k)) {
         return FL_ERR_INVALID;
     }
-    /* The applier inside a batch sees its own writes; otherwise the last
-     * committed state, from a read txn of its own. */
-    MDB_txn *txn = store->wtxn;
+    /* The applier with a write txn open sees its own writes; any other
+     * caller the last committed state, from a read txn of its own. */
+    mvcc_store *s = (mvcc_store *)store; /* the mutex is internal state */
+    pthread_mutex_lock(&s->pub_mu);
+    bool applier = s->writer_active && pthread_equal(s->writer, pthread_self());
+    pthread_mutex_unlock(&s->pub_mu);
+    MDB_txn *txn = applier ? store->wtxn : NULL;
     bool own = txn == NULL;
     if (own) {
         int rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn);

@@ -46,21 +46,6 @@ static size_t txn_count_nodes(const mvcc_txn_req *t)
     return n;
 }
 
-static int cmp_i64(int64_t a, int64_t b)
-{
-    return a < b ? -1 : (a > b ? 1 : 0);
-}
-
-static int cmp_bytes(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
-{
-    size_t n = alen < blen ? alen : blen;
-    int c = n > 0 ? memcmp(a, b, n) : 0;
-    if (c != 0) {
-        return c < 0 ? -1 : 1;
-    }
-    return alen < blen ? -1 : (alen > blen ? 1 : 0);
-}
-
 static bool compare_result(const mvcc_compare *c, int r)
 {
     switch (c->result) {
@@ -91,19 +76,19 @@ static fl_err compare_hit(const mvcc_view *view, const mvcc_compare *c, mvcc_hit
     switch (c->target) {
     case MVCC_CMP_VALUE:
         assert(hit != NULL);
-        r = cmp_bytes(hit->rec.value, hit->rec.value_len, c->value.data, c->value.len);
+        r = mvcc_bytes_cmp(hit->rec.value, hit->rec.value_len, c->value.data, c->value.len);
         break;
     case MVCC_CMP_VERSION:
-        r = cmp_i64(hit ? hit->dup.version : 0, c->number);
+        r = mvcc_i64_cmp(hit ? hit->dup.version : 0, c->number);
         break;
     case MVCC_CMP_CREATE:
-        r = cmp_i64(hit ? hit->dup.create : 0, c->number);
+        r = mvcc_i64_cmp(hit ? hit->dup.create : 0, c->number);
         break;
     case MVCC_CMP_MOD:
-        r = cmp_i64(hit ? hit->dup.main : 0, c->number);
+        r = mvcc_i64_cmp(hit ? hit->dup.main : 0, c->number);
         break;
     case MVCC_CMP_LEASE:
-        r = cmp_i64(hit ? hit->rec.lease : 0, c->number);
+        r = mvcc_i64_cmp(hit ? hit->rec.lease : 0, c->number);
         break;
     }
     *ok = compare_result(c, r);
@@ -180,18 +165,9 @@ static fl_err check_put(mvcc_wctx *w, const mvcc_op *op)
     if (put->key.len == 0) {
         return FL_ERR_KEY_EMPTY;
     }
-    if (put->ignore_value || put->ignore_lease) {
-        int64_t total = 0;
-        mvcc_bytes none = {NULL, 0};
-        fl_err err = mvcc_scan(w->store, w->view, put->key, none, INT64_MAX, 0, &total);
-        if (err != FL_OK) {
-            return err;
-        }
-        if (total == 0) {
-            return FL_ERR_NOT_FOUND;
-        }
-    }
-    return mvcc_lease_check(w->store, put->lease);
+    /* etcd's txn checks the key for ignore_* first, then the lease */
+    fl_err err = mvcc_put_check_exists(w, put);
+    return err == FL_OK ? mvcc_lease_check(w->store, put->lease) : err;
 }
 
 static fl_err check_range(mvcc_wctx *w, const mvcc_op *op)

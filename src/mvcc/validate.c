@@ -24,12 +24,7 @@
 
 static int bytes_cmp(mvcc_bytes a, mvcc_bytes b)
 {
-    size_t n = a.len < b.len ? a.len : b.len;
-    int c = n > 0 ? memcmp(a.data, b.data, n) : 0;
-    if (c != 0) {
-        return c;
-    }
-    return a.len < b.len ? -1 : (a.len > b.len ? 1 : 0);
+    return mvcc_bytes_cmp(a.data, a.len, b.data, b.len);
 }
 
 static fl_err check_put(const mvcc_put_req *p, mvcc_invalid_reason *reason)

@@ -173,6 +173,20 @@ fl_err mvcc_write_put(mvcc_wctx *w, const mvcc_put_req *req, mvcc_put_result *re
     return FL_OK;
 }
 
+fl_err mvcc_put_check_exists(mvcc_wctx *w, const mvcc_put_req *req)
+{
+    if (!req->ignore_value && !req->ignore_lease) {
+        return FL_OK;
+    }
+    int64_t total = 0;
+    mvcc_bytes none = {NULL, 0};
+    fl_err err = mvcc_scan(w->store, w->view, req->key, none, INT64_MAX, 0, &total);
+    if (err != FL_OK) {
+        return err;
+    }
+    return total == 0 ? FL_ERR_NOT_FOUND : FL_OK;
+}
+
 fl_err mvcc_apply_put(mvcc_wctx *w, const mvcc_put_req *req, mvcc_put_result *result)
 {
     if (req->key.len == 0) {
@@ -180,21 +194,10 @@ fl_err mvcc_apply_put(mvcc_wctx *w, const mvcc_put_req *req, mvcc_put_result *re
     }
     /* etcd checks the lease first, then the key for ignore_*. */
     fl_err err = mvcc_lease_check(w->store, req->lease);
-    if (err != FL_OK) {
-        return err;
+    if (err == FL_OK) {
+        err = mvcc_put_check_exists(w, req);
     }
-    if (req->ignore_value || req->ignore_lease) {
-        int64_t total = 0;
-        mvcc_bytes none = {NULL, 0};
-        err = mvcc_scan(w->store, w->view, req->key, none, INT64_MAX, 0, &total);
-        if (err != FL_OK) {
-            return err;
-        }
-        if (total == 0) {
-            return FL_ERR_NOT_FOUND;
-        }
-    }
-    return mvcc_write_put(w, req, result);
+    return err == FL_OK ? mvcc_write_put(w, req, result) : err;
 }
 
 /* What a delete keeps of each key once it starts writing. */

@@ -253,6 +253,8 @@ static void compaction_in_small_steps(void **state)
     size_t fast_rev = count_open(&fast, "rev");
     size_t slow_rev = count_open(&slow, "rev");
     assert_true(slow_rev > fast_rev);
+    assert_true(mvcc_compaction_pending(slow.store));
+    assert_false(mvcc_compaction_pending(fast.store));
     /* Writes and a second compaction while the walk is pending. */
     for (int s = 0; s < 2; s++) {
         ts_put(both[s], "hot", "later");
@@ -277,6 +279,7 @@ static void compaction_in_small_steps(void **state)
             free(df);
         }
     }
+    assert_false(mvcc_compaction_pending(slow.store));
     assert_int_equal(count_open(&slow, "rev"), count_open(&fast, "rev"));
     assert_int_equal(count_open(&slow, "kidx"), count_open(&fast, "kidx"));
     /* hot, x0..x7 minus deleted ones: hot, x5 live -> 2 records. */
