@@ -65,7 +65,11 @@ static fl_err make_dirs(const char *path, char *errbuf, size_t errbuf_len)
 
 fl_err server_open_store(server *srv)
 {
-    mvcc_options o = {.quota_bytes = srv->options.quota_backend_bytes};
+    /* durable commits (MDB_NOMETASYNC): a power loss can undo at most
+     * LMDB's last commit, never corrupt it, so the WAL kept since the last
+     * checkpoint is always enough to rebuild (docs/server.md) */
+    mvcc_options o = {.quota_bytes = srv->options.quota_backend_bytes,
+                      .durable_commits = true};
     /* LMDB's map must hold the quota; mvcc's default map (8 GiB) does up to 6 GiB */
     if (o.quota_bytes > (6ull << 30))
         o.map_size_bytes = o.quota_bytes + (2ull << 30);
