@@ -348,6 +348,14 @@ static void on_hello(struct conn *c, const uint8_t *payload, uint32_t len)
     }
     uint64_t want_from = c->role == CONN_IN ? h.from : c->remote_id;
     const char *why = NULL;
+    /* a member joining an existing cluster does not know its id yet: the
+     * first peer (the leader reaching out to it) tells it */
+    if (t->o.cluster_id == 0 && h.cluster_id != 0 && h.version == CODEC_WIRE_VERSION) {
+        t->o.cluster_id = h.cluster_id;
+        transport_log_limited(t, LOG_HANDSHAKE, "cluster id learned from a peer",
+                              "cluster=%016llx from=%016llx", (unsigned long long)h.cluster_id,
+                              (unsigned long long)h.from);
+    }
     if (h.version != CODEC_WIRE_VERSION)
         why = "unknown protocol version";
     else if (h.cluster_id != t->o.cluster_id)

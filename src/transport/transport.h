@@ -54,7 +54,9 @@
 typedef struct transport transport;
 
 typedef struct transport_options {
-    uint64_t cluster_id;      /* peers of another cluster are refused (handshake) and logged */
+    uint64_t cluster_id;      /* peers of another cluster are refused (handshake) and logged;
+                                 0 = joining an existing cluster: the first peer's hello
+                                 sets it */
     uint64_t local_id;        /* this member's id */
     const char *listen_url;   /* "http://127.0.0.1:2380"; port 0 = pick one
                                  (transport_listen_port) */
