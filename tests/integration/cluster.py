@@ -14,7 +14,7 @@ directory, so two processes never take over the same stale claim.
 Processes. Every member has its own temp data dir and log file. Members are
 stopped by PID when the cluster is closed and at interpreter exit (also on
 SIGTERM); a member's process also gets SIGKILL if this process dies
-(PR_SET_PDEATHSIG), so a killed test leaves no server behind. Because that
+(PR_SET_PDEATHSIG via setpriv), so a killed test leaves no server behind. Because that
 signal fires when the *thread* that forked exits, all members are spawned by
 one long-lived spawner thread, whichever thread asks for a restart.
 
@@ -30,7 +30,6 @@ etcd path.
 """
 import atexit
 import base64
-import ctypes
 import errno
 import fcntl
 import json
@@ -180,12 +179,10 @@ def release_ips(ips):
 
 # ---------------------------------------------------------------- spawning
 
-_PR_SET_PDEATHSIG = 1
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _child_setup():
-    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+# setpriv (util-linux) sets PR_SET_PDEATHSIG and execs the member, so Popen needs
+# no preexec_fn (unsafe with threads: the child may deadlock before exec).
+SETPRIV = shutil.which("setpriv")
+_DEATHSIG = [SETPRIV, "--pdeathsig", "KILL", "--"] if SETPRIV else []
 
 
 _spawn_q = queue.Queue(maxsize=64)
@@ -195,8 +192,8 @@ def _spawner():
     while True:
         args, env, logf, reply = _spawn_q.get()
         try:
-            reply.put(subprocess.Popen(args, env=env, stdout=logf, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, preexec_fn=_child_setup))
+            reply.put(subprocess.Popen(_DEATHSIG + args, env=env, stdout=logf, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL))
         except Exception as e:  # handed back to the caller, who raises it
             reply.put(e)
 
