@@ -54,6 +54,7 @@ struct api_call {
     size_t resp_cap;
     size_t resp_off; /* bytes handed to nghttp2 */
     size_t counted;  /* request bytes counted in the connection's body_bytes */
+    void *handler_data; /* a handler's own state for its callback (in arena); set before use */
 };
 
 /* ---- provided by service.c ---- */

@@ -37,6 +37,8 @@ static void handle_member_remove(api_call *call, ProtobufCMessage *request);
 static void handle_member_update(api_call *call, ProtobufCMessage *request);
 static void handle_member_promote(api_call *call, ProtobufCMessage *request);
 static void handle_move_leader(api_call *call, ProtobufCMessage *request);
+static void handle_hash_kv(api_call *call, ProtobufCMessage *request);
+static void handle_alarm(api_call *call, ProtobufCMessage *request);
 
 static const api_method api_methods[] = {
     {"/etcdserverpb.KV/Range", &etcdserverpb__range_request__descriptor, handle_range},
@@ -58,6 +60,9 @@ static const api_method api_methods[] = {
      handle_member_promote},
     {"/etcdserverpb.Maintenance/MoveLeader", &etcdserverpb__move_leader_request__descriptor,
      handle_move_leader},
+    {"/etcdserverpb.Maintenance/HashKV", &etcdserverpb__hash_kvrequest__descriptor,
+     handle_hash_kv},
+    {"/etcdserverpb.Maintenance/Alarm", &etcdserverpb__alarm_request__descriptor, handle_alarm},
 };
 
 /* etcd 3.4's services and their methods: a method listed here that is not
@@ -579,4 +584,122 @@ static void handle_move_leader(api_call *call, ProtobufCMessage *request)
     call->in_server = true;
     member_submitted(call, server_move_leader(api_call_server(call), pb->targetid,
                                               move_leader_done, call));
+}
+
+/* ---- HashKV and Alarm ------------------------------------------------------- */
+
+static void handle_hash_kv(api_call *call, ProtobufCMessage *request)
+{
+    Etcdserverpb__HashKVRequest *pb = (Etcdserverpb__HashKVRequest *)request;
+    uint32_t hash = 0;
+    int64_t compact_rev = 0, hash_rev = 0;
+    fl_err err =
+        server_hash_kv(api_call_server(call), pb->revision, &hash, &compact_rev, &hash_rev);
+    if (err != FL_OK) {
+        api_call_fail(call, api_status_from_err(err));
+        return;
+    }
+    server_header sh;
+    server_get_header(api_call_server(call), &sh);
+    Etcdserverpb__HashKVResponse r;
+    etcdserverpb__hash_kvresponse__init(&r);
+    r.header = api_header_to_pb(&call->arena, &sh, sh.revision);
+    if (r.header == NULL) {
+        api_call_fail(call, api_status_from_err(FL_ERR_NOMEM));
+        return;
+    }
+    r.hash = hash;
+    r.compact_revision = compact_rev;
+    api_call_reply(call, &r.base);
+}
+
+/* AlarmResponse with the given alarms (borrowed; packed before return). */
+static void alarm_reply(api_call *call, const mvcc_alarm *alarms, size_t count)
+{
+    server_header sh;
+    server_get_header(api_call_server(call), &sh);
+    api_arena *arena = &call->arena;
+    Etcdserverpb__AlarmResponse r;
+    etcdserverpb__alarm_response__init(&r);
+    r.header = api_header_to_pb(arena, &sh, sh.revision);
+    Etcdserverpb__AlarmMember *ms = count ? api_arena_calloc(arena, count, sizeof(*ms)) : NULL;
+    r.alarms = count ? api_arena_alloc(arena, count * sizeof(*r.alarms)) : NULL;
+    if (r.header == NULL || (count && (ms == NULL || r.alarms == NULL))) {
+        api_call_fail(call, api_status_from_err(FL_ERR_NOMEM));
+        return;
+    }
+    for (size_t i = 0; i < count; i++) {
+        etcdserverpb__alarm_member__init(&ms[i]);
+        ms[i].memberid = alarms[i].member_id;
+        ms[i].alarm = (Etcdserverpb__AlarmType)alarms[i].alarm;
+        r.alarms[i] = &ms[i];
+    }
+    r.n_alarms = count;
+    api_call_reply(call, &r.base);
+}
+
+static void alarm_done(void *ctx, fl_err err, mvcc_response *response)
+{
+    api_call *call = ctx;
+    if (!api_call_resume(call)) {
+        free_response(response);
+        return;
+    }
+    if (err != FL_OK || response == NULL) {
+        free_response(response);
+        api_call_fail(call, api_status_from_err(err != FL_OK ? err : FL_ERR_IO));
+        return;
+    }
+    /* etcd lists the request's alarm only when it changed something */
+    const mvcc_alarm *asked = call->handler_data;
+    alarm_reply(call, asked, response->u.alarm.changed ? 1 : 0);
+    free_response(response);
+}
+
+static void handle_alarm(api_call *call, ProtobufCMessage *request)
+{
+    Etcdserverpb__AlarmRequest *pb = (Etcdserverpb__AlarmRequest *)request;
+    if (pb->action == ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__GET) {
+        mvcc_alarm *alarms = NULL;
+        size_t count = 0;
+        fl_err err = server_alarms(api_call_server(call), &alarms, &count);
+        if (err != FL_OK) {
+            api_call_fail(call, api_status_from_err(err));
+            return;
+        }
+        /* a type other than NONE lists only that type, as etcd */
+        size_t kept = 0;
+        for (size_t i = 0; i < count; i++)
+            if (pb->alarm == ETCDSERVERPB__ALARM_TYPE__NONE ||
+                (int)alarms[i].alarm == (int)pb->alarm)
+                alarms[kept++] = alarms[i];
+        alarm_reply(call, alarms, kept);
+        free(alarms);
+        return;
+    }
+    if (pb->alarm == ETCDSERVERPB__ALARM_TYPE__NONE ||
+        (pb->action != ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__ACTIVATE &&
+         pb->action != ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__DEACTIVATE)) {
+        alarm_reply(call, NULL, 0); /* etcd: nothing to do, an empty answer */
+        return;
+    }
+    mvcc_alarm *asked = api_arena_alloc(&call->arena, sizeof(*asked));
+    if (asked == NULL) {
+        api_call_fail(call, api_status_from_err(FL_ERR_NOMEM));
+        return;
+    }
+    asked->member_id = pb->memberid;
+    asked->alarm = (mvcc_alarm_type)pb->alarm;
+    call->handler_data = asked;
+    mvcc_request req = {.type = MVCC_REQ_ALARM};
+    req.u.alarm = (mvcc_alarm_req){
+        pb->action == ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__ACTIVATE ? MVCC_ALARM_ACTIVATE
+                                                                          : MVCC_ALARM_DEACTIVATE,
+        pb->memberid, (mvcc_alarm_type)pb->alarm};
+    call->in_server = true;
+    fl_err err = server_write(api_call_server(call), &req, alarm_done, call);
+    if (err != FL_OK) {
+        call->in_server = false;
+        api_call_fail(call, api_status_from_err(err));
+    }
 }

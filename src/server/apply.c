@@ -289,8 +289,35 @@ static fl_err apply_batch_run(server *srv, apply_batch *b, char *reason, size_t 
     return err;
 }
 
+/* etcd: a member whose request was refused for quota proposes the NOSPACE
+ * alarm; once applied, every member refuses puts until it is disarmed. */
+static void propose_nospace_alarm(server *srv)
+{
+    mvcc_alarm *alarms = NULL;
+    size_t n = 0;
+    bool active = false;
+    if (mvcc_alarms(srv->store, &alarms, &n) == FL_OK)
+        for (size_t i = 0; i < n; i++)
+            active = active || alarms[i].alarm == MVCC_ALARM_NOSPACE;
+    free(alarms);
+    if (active)
+        return;
+    mvcc_request req = {.type = MVCC_REQ_ALARM};
+    req.u.alarm = (mvcc_alarm_req){MVCC_ALARM_ACTIVATE, srv->member_id, MVCC_ALARM_NOSPACE};
+    uint8_t *payload = NULL, *data = NULL;
+    size_t payload_len = 0, len = 0;
+    if (mvcc_request_encode(&req, &payload, &payload_len) != FL_OK)
+        return;
+    if (entry_encode(ENTRY_MVCC, server_wait_new_id(srv), payload, payload_len, &data, &len) ==
+        FL_OK && server_node_propose(srv, data, (uint32_t)len) == FL_OK)
+        FL_LOG_WARNF("server", "database space exceeded: raising the NOSPACE alarm",
+                     "member_id=%016" PRIx64, srv->member_id);
+    free(payload);
+}
+
 static void finish_batch(server *srv, apply_batch *b)
 {
+    bool raise_nospace = false;
     if (b->work)
         memcpy(&srv->cluster, b->work, sizeof srv->cluster);
     srv->replayed += b->replayed;
@@ -300,6 +327,8 @@ static void finish_batch(server *srv, apply_batch *b)
         server_waiter *w = server_wait_take(srv, d->request_id);
         if (!w)
             continue; /* another member's request */
+        if (d->kind == ENTRY_MVCC && d->err == FL_ERR_NO_SPACE_QUOTA)
+            raise_nospace = true;
         if (d->kind == ENTRY_MVCC && w->kind == WAITER_WRITE) {
             server_waiter_finish_write(srv, w, d->err, d->err == FL_OK ? d->response : NULL);
             if (d->err == FL_OK)
@@ -321,6 +350,8 @@ static void finish_batch(server *srv, apply_batch *b)
         srv->apply_tail = NULL;
     if (b->work)
         server_membership_on_applied(srv);
+    if (raise_nospace)
+        propose_nospace_alarm(srv);
 }
 
 static void on_retry(uv_timer_t *timer)

@@ -255,3 +255,18 @@ void server_reads_flush_done(server *srv)
         done(ctx, err, result);
     }
 }
+
+fl_err server_hash_kv(server *srv, int64_t revision, uint32_t *hash, int64_t *compact_revision,
+                      int64_t *hash_revision)
+{
+    if (srv->stopping)
+        return FL_ERR_STOPPED;
+    return mvcc_hash_kv(srv->store, revision, hash, compact_revision, hash_revision);
+}
+
+fl_err server_alarms(server *srv, mvcc_alarm **out, size_t *count)
+{
+    if (srv->stopping)
+        return FL_ERR_STOPPED;
+    return mvcc_alarms(srv->store, out, count);
+}

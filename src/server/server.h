@@ -144,6 +144,14 @@ fl_err server_member_promote(server *srv, uint64_t id, server_member_done_fn don
  * done runs once `target` leads, or with FL_ERR_TIMEOUT. */
 fl_err server_move_leader(server *srv, uint64_t target, server_member_done_fn done, void *ctx);
 
+/* Maintenance.HashKV (local, etcd's semantics: every member that applied
+ * the same log answers the same hash). */
+fl_err server_hash_kv(server *srv, int64_t revision, uint32_t *hash, int64_t *compact_revision,
+                      int64_t *hash_revision);
+/* Maintenance.Alarm GET: the active alarms as applied here; *out owned by the
+ * caller (free()). ACTIVATE/DEACTIVATE are writes (MVCC_REQ_ALARM). */
+fl_err server_alarms(server *srv, mvcc_alarm **out, size_t *count);
+
 typedef struct server_status {
     const char *version; /* SERVER_ETCD_API_VERSION */
     int64_t db_size_bytes;

@@ -410,3 +410,18 @@ fl_err server_move_leader(server *srv, uint64_t target, server_member_done_fn do
     (void)srv, (void)target, (void)done, (void)ctx;
     return FL_ERR_NOT_LEADER;
 }
+
+fl_err server_hash_kv(server *srv, int64_t revision, uint32_t *hash, int64_t *compact_revision,
+                      int64_t *hash_revision)
+{
+    (void)srv, (void)revision, (void)hash, (void)compact_revision, (void)hash_revision;
+    return FL_ERR_UNAVAILABLE;
+}
+
+fl_err server_alarms(server *srv, mvcc_alarm **out, size_t *count)
+{
+    (void)srv;
+    *out = NULL;
+    *count = 0;
+    return FL_OK;
+}
