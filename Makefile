@@ -3,7 +3,7 @@ JOBS ?= $(shell nproc)
 BUILD ?= build
 TEST_BUILD ?= build-asan
 
-.PHONY: all deps build run test clean format
+.PHONY: all deps build run cluster test clean format
 
 all: build
 
@@ -17,6 +17,11 @@ build: deps
 # Install what is missing, build, and start one member on 127.0.0.1:2379.
 run: build
 	./$(BUILD)/src/cmd/flotilla serve
+
+# Install what is missing, build, and start a local 3-member cluster in the
+# foreground (clients on 127.0.0.1:2379, :22379, :32379; see scripts/cluster.sh).
+cluster: build
+	./scripts/cluster.sh
 
 # Install what is missing, build with ASan+UBSan, and run the whole suite.
 test: deps
