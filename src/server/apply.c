@@ -209,8 +209,7 @@ static fl_err apply_one(server *srv, apply_batch *b, const server_apply_item *it
     entry_view v;
     if (entry_decode(it->data, it->len, &v) != FL_OK) {
         /* every member refuses it the same way: a no-op */
-        FL_LOG_WARNF("server", "undecodable entry applied as a no-op", "index=%" PRIu64,
-                     it->index);
+        FL_LOG_WARNF("server", "undecodable entry applied as a no-op", "index=%" PRIu64, it->index);
         return mvcc_apply_noop(srv->store, it->index);
     }
     apply_done *d = &b->done[b->n_done];
@@ -276,8 +275,7 @@ static fl_err apply_batch_run(server *srv, apply_batch *b, char *reason, size_t 
         free(enc);
         if (err != FL_OK) {
             mvcc_batch_abort(srv->store);
-            snprintf(reason, reason_len, "storing the member table failed: %s",
-                     fl_err_name(err));
+            snprintf(reason, reason_len, "storing the member table failed: %s", fl_err_name(err));
             return err;
         }
     }
@@ -309,7 +307,8 @@ static void propose_nospace_alarm(server *srv)
     if (mvcc_request_encode(&req, &payload, &payload_len) != FL_OK)
         return;
     if (entry_encode(ENTRY_MVCC, server_wait_new_id(srv), payload, payload_len, &data, &len) ==
-        FL_OK && server_node_propose(srv, data, (uint32_t)len) == FL_OK)
+            FL_OK &&
+        server_node_propose(srv, data, (uint32_t)len) == FL_OK)
         FL_LOG_WARNF("server", "database space exceeded: raising the NOSPACE alarm",
                      "member_id=%016" PRIx64, srv->member_id);
     free(payload);
@@ -370,8 +369,9 @@ static void stall(server *srv)
 {
     if (srv->retry_delay_ms == 0) {
         srv->apply_stalls++;
-        FL_LOG_WARNF("server", "no disk space for LMDB; committed entries wait, new writes are "
-                               "refused",
+        FL_LOG_WARNF("server",
+                     "no disk space for LMDB; committed entries wait, new writes are "
+                     "refused",
                      "first_index=%" PRIu64, srv->apply_head ? srv->apply_head->index : 0);
         srv->retry_delay_ms = APPLY_RETRY_FIRST_MS;
     } else {

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "server/server_internal.h"
 #include "util/log.h"
@@ -68,8 +69,7 @@ fl_err server_open_store(server *srv)
     /* durable commits (MDB_NOMETASYNC): a power loss can undo at most
      * LMDB's last commit, never corrupt it, so the WAL kept since the last
      * checkpoint is always enough to rebuild (docs/server.md) */
-    mvcc_options o = {.quota_bytes = srv->options.quota_backend_bytes,
-                      .durable_commits = true};
+    mvcc_options o = {.quota_bytes = srv->options.quota_backend_bytes, .durable_commits = true};
     /* LMDB's map must hold the quota; mvcc's default map (8 GiB) does up to 6 GiB */
     if (o.quota_bytes > (6ull << 30))
         o.map_size_bytes = o.quota_bytes + (2ull << 30);
@@ -78,10 +78,22 @@ fl_err server_open_store(server *srv)
     return mvcc_open(srv->db_dir, &o, &srv->store);
 }
 
-/* Which member of the initial cluster we are, and the ids. */
-static fl_err resolve_identity(server *srv, cluster_state *initial, char *errbuf,
+/* The ids. A member's id comes from its advertised peer URLs and the token
+ * (cluster.c), whatever the other flags say. --initial-cluster only matters
+ * for a data dir that is new: as with etcd, a restart ignores it (the
+ * cluster may have grown or shrunk since), and the identity file and LMDB
+ * say who we are and which cluster we belong to. */
+static fl_err resolve_identity(server *srv, cluster_state *initial, bool *initial_ok, char *errbuf,
                                size_t errbuf_len)
 {
+    const char *urls[CLUSTER_URLS_MAX];
+    for (uint32_t u = 0; u < srv->self.n_peer_urls; u++)
+        urls[u] = srv->self.peer_urls[u];
+    srv->member_id = cluster_member_id(urls, srv->self.n_peer_urls, srv->token);
+    srv->self.id = srv->member_id;
+    srv->joining = srv->options.initial_cluster_state &&
+                   strcmp(srv->options.initial_cluster_state, "existing") == 0;
+    *initial_ok = false;
     char fallback[CLUSTER_NAME_MAX + CLUSTER_URL_MAX + 2];
     const char *text = srv->options.initial_cluster;
     if (!text || !text[0]) {
@@ -102,26 +114,20 @@ static fl_err resolve_identity(server *srv, cluster_state *initial, char *errbuf
                  srv->name);
         return FL_ERR_INVALID;
     }
-    bool same = me->n_peer_urls == srv->self.n_peer_urls;
-    for (uint32_t u = 0; same && u < me->n_peer_urls; u++)
-        same = strcmp(me->peer_urls[u], srv->self.peer_urls[u]) == 0;
-    if (!same) {
+    if (me->id != srv->member_id) {
         snprintf(errbuf, errbuf_len,
                  "--initial-cluster has %s=%s but --initial-advertise-peer-urls is %s: they "
                  "must name the same URLs",
                  srv->name, me->peer_urls[0], srv->self.peer_urls[0]);
         return FL_ERR_INVALID;
     }
-    srv->member_id = me->id;
-    srv->self.id = me->id;
     uint64_t ids[RAFT_MEMBERS_MAX];
     for (uint32_t i = 0; i < initial->n_members; i++)
         ids[i] = initial->members[i].id;
-    srv->joining = srv->options.initial_cluster_state &&
-                   strcmp(srv->options.initial_cluster_state, "existing") == 0;
     srv->cluster_id = srv->joining ? 0 : cluster_cluster_id(srv->token, ids, initial->n_members);
     initial->cluster_id = srv->cluster_id;
     initial->applied_term = 1;
+    *initial_ok = true;
     return FL_OK;
 }
 
@@ -189,9 +195,18 @@ fl_err server_open_storage(server *srv, char *errbuf, size_t errbuf_len)
     cluster_state *initial = calloc(1, sizeof *initial); /* freed below */
     if (!initial)
         return FL_ERR_NOMEM;
-    fl_err err = resolve_identity(srv, initial, errbuf, errbuf_len);
-    if (err == FL_OK)
-        err = make_dirs(srv->data_dir, errbuf, errbuf_len);
+    char member_file[4096];
+    snprintf(member_file, sizeof member_file, "%s/member", srv->data_dir);
+    bool restarting = access(member_file, F_OK) == 0;
+    bool initial_ok = false;
+    char initial_why[512] = "";
+    fl_err err = resolve_identity(srv, initial, &initial_ok, initial_why, sizeof initial_why);
+    if (err != FL_OK && !restarting) {
+        snprintf(errbuf, errbuf_len, "%s", initial_why);
+        free(initial);
+        return err;
+    }
+    err = make_dirs(srv->data_dir, errbuf, errbuf_len);
     if (err == FL_OK)
         err = make_dirs(srv->db_dir, errbuf, errbuf_len);
     if (err == FL_OK)
@@ -208,7 +223,10 @@ fl_err server_open_storage(server *srv, char *errbuf, size_t errbuf_len)
     if (err == FL_OK)
         err = open_wal(srv, &info, errbuf, errbuf_len);
     if (err == FL_OK && mvcc_applied_index(srv->store) == 0) {
-        if (!srv->joining) {
+        if (!srv->joining && !initial_ok) {
+            snprintf(errbuf, errbuf_len, "%s", initial_why);
+            err = FL_ERR_INVALID;
+        } else if (!srv->joining) {
             /* a new cluster: every initial member writes the same index 1 */
             err = server_apply_bootstrap(srv, initial);
             if (err == FL_OK)

@@ -33,8 +33,8 @@ void server_checkpoint_maybe(server *srv)
     if (!writer_request_checkpoint(srv->writer, applied))
         return; /* one is running: asked again after the next apply */
     srv->ckpt_base = applied;
-    fl_err err = raft_compact(srv->raft, snapshot_marker, sizeof snapshot_marker,
-                              SERVER_RAFT_KEEP_ENTRIES);
+    fl_err err =
+        raft_compact(srv->raft, snapshot_marker, sizeof snapshot_marker, SERVER_RAFT_KEEP_ENTRIES);
     if (err != FL_OK && err != FL_ERR_BUSY)
         FL_LOG_WARNF("server", "raft log compaction failed", "err=%s", fl_err_name(err));
 }

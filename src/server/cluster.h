@@ -22,11 +22,11 @@
 #include "raft/raft.h"
 #include "util/error.h"
 
-#define CLUSTER_URLS_MAX     16u
-#define CLUSTER_REMOVED_MAX  256u
-#define CLUSTER_NAME_MAX     255u
-#define CLUSTER_URL_MAX      255u
-#define CLUSTER_VERSION_MAX  15u
+#define CLUSTER_URLS_MAX    16u
+#define CLUSTER_REMOVED_MAX 256u
+#define CLUSTER_NAME_MAX    255u
+#define CLUSTER_URL_MAX     255u
+#define CLUSTER_VERSION_MAX 15u
 
 typedef struct cluster_member {
     uint64_t id;

@@ -91,8 +91,7 @@ static void publish(server *srv)
         return;
     uint8_t *data = NULL;
     size_t data_len = 0;
-    if (entry_encode(ENTRY_PUBLISH, server_wait_new_id(srv), body, len, &data, &data_len) ==
-        FL_OK)
+    if (entry_encode(ENTRY_PUBLISH, server_wait_new_id(srv), body, len, &data, &data_len) == FL_OK)
         (void)server_node_propose(srv, data, (uint32_t)data_len); /* takes data */
     free(body);
 }

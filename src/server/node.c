@@ -144,8 +144,8 @@ static writer_batch *build_batch(server *srv, const struct raft_ready *rd)
         srv->synced_term = rd->hard_state.term;
         srv->synced_vote = rd->hard_state.vote;
         b->has_hard_state = true;
-        b->hard_state = (wal_hard_state){rd->hard_state.term, rd->hard_state.vote,
-                                         rd->hard_state.commit};
+        b->hard_state =
+            (wal_hard_state){rd->hard_state.term, rd->hard_state.vote, rd->hard_state.commit};
     }
     return b;
 }
@@ -158,8 +158,8 @@ static void on_soft_state(server *srv, const struct raft_soft_state *ss)
     if (leader_changed) {
         srv->leader_changes++;
         FL_LOG_INFOF("server", "leader changed",
-                     "member_id=%016" PRIx64 " leader=%016" PRIx64 " term=%" PRIu64,
-                     srv->member_id, ss->lead, srv->term);
+                     "member_id=%016" PRIx64 " leader=%016" PRIx64 " term=%" PRIu64, srv->member_id,
+                     ss->lead, srv->term);
         srv->leader_id = ss->lead;
         /* reads waiting for a read index from the old leader get no answer */
         server_reads_fail_waiting(srv, FL_ERR_LEADER_CHANGED);
@@ -202,13 +202,13 @@ static bool handle_ready(server *srv)
         }
         srv->submitted_seq++;
         uint32_t slot = (uint32_t)(srv->submitted_seq % SERVER_INFLIGHT_MAX);
-        srv->inflight[slot] = (server_inflight){
-            .seq = srv->submitted_seq,
-            .first = rd.n_entries ? rd.entries[0].index : 0,
-            .last = rd.n_entries ? rd.entries[rd.n_entries - 1].index : 0,
-            .last_term = rd.n_entries ? rd.entries[rd.n_entries - 1].term : 0,
-            .snap_index = srv->wal_reset_pending ? srv->wal_reset_index : 0,
-            .snap_term = srv->wal_reset_pending ? srv->wal_reset_term : 0};
+        srv->inflight[slot] =
+            (server_inflight){.seq = srv->submitted_seq,
+                              .first = rd.n_entries ? rd.entries[0].index : 0,
+                              .last = rd.n_entries ? rd.entries[rd.n_entries - 1].index : 0,
+                              .last_term = rd.n_entries ? rd.entries[rd.n_entries - 1].term : 0,
+                              .snap_index = srv->wal_reset_pending ? srv->wal_reset_index : 0,
+                              .snap_term = srv->wal_reset_pending ? srv->wal_reset_term : 0};
         srv->wal_reset_pending = false;
     }
     bool leader = srv->role == RAFT_LEADER;
@@ -250,9 +250,8 @@ static void flush_proposals(server *srv)
     } else if (srv->leader_id != 0) {
         struct raft_entry entries[SERVER_PROPOSALS_TURN_MAX];
         for (uint32_t i = 0; i < n; i++)
-            entries[i] = (struct raft_entry){.type = RAFT_ENTRY_NORMAL,
-                                             .len = srv->prop_len[i],
-                                             .data = srv->prop_data[i]};
+            entries[i] = (struct raft_entry){
+                .type = RAFT_ENTRY_NORMAL, .len = srv->prop_len[i], .data = srv->prop_data[i]};
         struct raft_msg m = {.type = SERVER_MSG_PROPOSE,
                              .from = srv->member_id,
                              .to = srv->leader_id,
@@ -265,8 +264,8 @@ static void flush_proposals(server *srv)
         err = FL_ERR_NO_LEADER;
     }
     if (err != FL_OK)
-        FL_LOG_DEBUGF("server", "proposals not taken; their requests time out",
-                      "count=%u err=%s", n, fl_err_name(err));
+        FL_LOG_DEBUGF("server", "proposals not taken; their requests time out", "count=%u err=%s",
+                      n, fl_err_name(err));
     for (uint32_t i = 0; i < n; i++)
         free(srv->prop_data[i]);
 }
@@ -553,9 +552,8 @@ fl_err server_node_start(server *srv, char *errbuf, size_t errbuf_len)
     r.hard_state = (struct raft_hard_state){srv->wal_hard_state.term, srv->wal_hard_state.vote,
                                             srv->wal_hard_state.commit};
     if (applied > 0) {
-        r.snapshot = (struct raft_snapshot){.index = applied,
-                                            .term = srv->cluster.applied_term,
-                                            .conf = srv->cluster.conf};
+        r.snapshot = (struct raft_snapshot){
+            .index = applied, .term = srv->cluster.applied_term, .conf = srv->cluster.conf};
         if (r.hard_state.term < srv->cluster.applied_term)
             r.hard_state.term = srv->cluster.applied_term;
     }
@@ -587,8 +585,8 @@ fl_err server_node_start(server *srv, char *errbuf, size_t errbuf_len)
     err = raft_new(&cfg, &r, &srv->raft);
     collect_free(&rc);
     if (err != FL_OK) {
-        snprintf(errbuf, errbuf_len, "cannot restore the Raft state (applied %" PRIu64
-                                     ", WAL last %" PRIu64 "): %s",
+        snprintf(errbuf, errbuf_len,
+                 "cannot restore the Raft state (applied %" PRIu64 ", WAL last %" PRIu64 "): %s",
                  applied, last, fl_err_name(err));
         return err;
     }
@@ -611,8 +609,7 @@ fl_err server_node_start(server *srv, char *errbuf, size_t errbuf_len)
     err = start_transport(srv, errbuf, errbuf_len);
     if (err != FL_OK)
         return err;
-    uv_timer_start(&srv->tick_timer, on_tick, srv->options.heartbeat_ms,
-                   srv->options.heartbeat_ms);
+    uv_timer_start(&srv->tick_timer, on_tick, srv->options.heartbeat_ms, srv->options.heartbeat_ms);
     uv_timer_start(&srv->sweep_timer, on_sweep, 100, 100);
     uv_check_start(&srv->check, on_check);
     uv_prepare_start(&srv->prepare, on_prepare);

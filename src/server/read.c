@@ -20,8 +20,8 @@
 
 #include "server/server_internal.h"
 
-static void push_done(server *srv, fl_err err, mvcc_range_result *result,
-                      server_range_done_fn done, void *ctx)
+static void push_done(server *srv, fl_err err, mvcc_range_result *result, server_range_done_fn done,
+                      void *ctx)
 {
     server_read_done *d = calloc(1, sizeof *d); /* owned by the done list */
     if (!d) {
@@ -159,8 +159,8 @@ void server_reads_flush_round(server *srv)
         return;
     if (err == FL_ERR_UNAVAILABLE)
         err = FL_ERR_NO_LEADER;
-    srv->reads_waiting_head = fail_if(srv, srv->reads_waiting_head, &srv->reads_waiting_tail, err,
-                                      has_read_id, id);
+    srv->reads_waiting_head =
+        fail_if(srv, srv->reads_waiting_head, &srv->reads_waiting_tail, err, has_read_id, id);
 }
 
 void server_reads_on_read_states(server *srv, const struct raft_read_state *rs, size_t n)
@@ -199,8 +199,8 @@ void server_reads_on_applied(server *srv)
     if (!srv->reads_ready_head)
         return;
     uint64_t applied = mvcc_applied_index(srv->store);
-    srv->reads_ready_head = fail_if(srv, srv->reads_ready_head, &srv->reads_ready_tail, FL_OK,
-                                    index_applied, applied);
+    srv->reads_ready_head =
+        fail_if(srv, srv->reads_ready_head, &srv->reads_ready_tail, FL_OK, index_applied, applied);
 }
 
 static bool always(const server_read *r, uint64_t arg)

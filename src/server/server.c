@@ -108,12 +108,12 @@ static fl_err copy_options(server *srv, const server_options *options, char *err
     const char *clients = options->advertise_client_urls && options->advertise_client_urls[0]
                               ? options->advertise_client_urls
                               : DEFAULT_CLIENT_URLS;
-    if (cluster_parse_urls(peers, srv->self.peer_urls, CLUSTER_URLS_MAX,
-                           &srv->self.n_peer_urls) != FL_OK ||
+    if (cluster_parse_urls(peers, srv->self.peer_urls, CLUSTER_URLS_MAX, &srv->self.n_peer_urls) !=
+            FL_OK ||
         cluster_parse_urls(clients, srv->self.client_urls, CLUSTER_URLS_MAX,
                            &srv->self.n_client_urls) != FL_OK) {
-        snprintf(errbuf, errbuf_len, "bad URL list (at most %u URLs of %u bytes)",
-                 CLUSTER_URLS_MAX, CLUSTER_URL_MAX);
+        snprintf(errbuf, errbuf_len, "bad URL list (at most %u URLs of %u bytes)", CLUSTER_URLS_MAX,
+                 CLUSTER_URL_MAX);
         return FL_ERR_INVALID;
     }
     srv->listen_peer_url = listen_peer_url(options, &srv->self);
@@ -328,13 +328,12 @@ void server_maybe_finish_stop(server *srv)
         srv->stop_reported = true;
         server_stats stats;
         server_get_stats(srv, &stats);
-        FL_LOG_INFOF("server", "member stopped",
-                     "name=%s applied_index=%" PRIu64 " writes_acked=%" PRIu64
-                     " writes_failed=%" PRIu64 " wal_syncs=%" PRIu64 " checkpoints=%" PRIu64
-                     " last_checkpoint_index=%" PRIu64,
-                     srv->name, mvcc_applied_index(srv->store), stats.writes_acked,
-                     stats.writes_failed, stats.wal_syncs, stats.checkpoints,
-                     stats.last_checkpoint_index);
+        FL_LOG_INFOF(
+            "server", "member stopped",
+            "name=%s applied_index=%" PRIu64 " writes_acked=%" PRIu64 " writes_failed=%" PRIu64
+            " wal_syncs=%" PRIu64 " checkpoints=%" PRIu64 " last_checkpoint_index=%" PRIu64,
+            srv->name, mvcc_applied_index(srv->store), stats.writes_acked, stats.writes_failed,
+            stats.wal_syncs, stats.checkpoints, stats.last_checkpoint_index);
         if (srv->stopped)
             srv->stopped(srv->stopped_ctx);
     }

@@ -125,7 +125,7 @@ struct server {
     int lock_fd;
     uint64_t cluster_id;
     uint64_t member_id;
-    cluster_member self; /* this member's own attributes (name, URLs) from flags */
+    cluster_member self;   /* this member's own attributes (name, URLs) from flags */
     cluster_state cluster; /* the replicated table, as applied */
     bool published;        /* our PUBLISH entry applied since start */
     bool was_member;       /* the table listed us once: leaving it means removal */
@@ -149,9 +149,9 @@ struct server {
     uint64_t persisted_index; /* every entry <= it in the current log is durable */
     uint64_t last_index;      /* last entry handed out for persisting */
     uint64_t last_term;
-    uint64_t writes_in_flight; /* batches submitted, not yet handed back */
+    uint64_t writes_in_flight;                   /* batches submitted, not yet handed back */
     writer_batch *inflight_head, *inflight_tail; /* ...kept in order for held messages */
-    uint64_t start_commit;     /* commit index at start: applying up to it is replay */
+    uint64_t start_commit; /* commit index at start: applying up to it is replay */
     uint64_t leader_changes;
     uint64_t submitted_seq, completed_seq; /* writer batches */
     server_inflight inflight[SERVER_INFLIGHT_MAX];
@@ -161,7 +161,7 @@ struct server {
     bool wal_reset_pending; /* the next batch restarts the WAL after wal_reset_index */
     uint64_t wal_reset_index, wal_reset_term;
     uint64_t snapshot_installed_index; /* raft_applied after the ready's advance */
-    bool cluster_id_known; /* false on a member joining until its first snapshot */
+    bool cluster_id_known;             /* false on a member joining until its first snapshot */
     uint64_t rng;
     uint64_t synced_term, synced_vote; /* hard state last handed out to be synced */
     bool in_process;
@@ -197,9 +197,9 @@ struct server {
 
     /* Handles. */
     uv_timer_t tick_timer;
-    uv_check_t check;    /* after I/O callbacks: flush proposals, process readies */
-    uv_prepare_t prepare; /* before blocking: the same, for work timers queued */
-    uv_idle_t idle;       /* keeps the loop from blocking while work remains */
+    uv_check_t check;       /* after I/O callbacks: flush proposals, process readies */
+    uv_prepare_t prepare;   /* before blocking: the same, for work timers queued */
+    uv_idle_t idle;         /* keeps the loop from blocking while work remains */
     uv_timer_t sweep_timer; /* deadlines of waiting requests */
     int handles_open;
 
@@ -212,21 +212,21 @@ struct server {
     uint64_t ckpt_base; /* applied index of the last checkpoint asked for */
 
     bool stopping;
-    bool stop_started;     /* new work refused, transport and writer told to stop */
+    bool stop_started; /* new work refused, transport and writer told to stop */
     bool writer_exited;
     bool writer_finishing; /* final checkpoint done, handles closing */
     bool writer_closed;
-    bool transport_open;   /* transport_stop called, stopped callback not yet */
+    bool transport_open; /* transport_stop called, stopped callback not yet */
     bool stop_reported;
     bool create_failed;
-    bool joining; /* --initial-cluster-state existing */
+    bool joining;              /* --initial-cluster-state existing */
     uv_timer_t transfer_timer; /* stop: waiting for the leadership hand-over */
     bool transfer_timer_open;
     uint64_t transfer_deadline_ms;
     uint64_t final_checkpoint_index;
     server_member member_views[RAFT_MEMBERS_MAX];
     const char *member_url_ptrs[RAFT_MEMBERS_MAX][2][CLUSTER_URLS_MAX];
-    bool failed; /* fatal: writes answer FL_ERR_IO */
+    bool failed;  /* fatal: writes answer FL_ERR_IO */
     bool removed; /* this member was removed from the cluster */
     void (*stopped)(void *ctx);
     void *stopped_ctx;
@@ -278,8 +278,7 @@ uint64_t server_wait_new_id(server *srv);
 fl_err server_wait_add(server *srv, server_waiter *w);
 server_waiter *server_wait_take(server *srv, uint64_t id);
 void server_wait_sweep(server *srv, uint64_t now_ms, bool all, fl_err err);
-void server_waiter_finish_write(server *srv, server_waiter *w, fl_err err,
-                                mvcc_response *response);
+void server_waiter_finish_write(server *srv, server_waiter *w, fl_err err, mvcc_response *response);
 void server_waiter_finish_member(server *srv, server_waiter *w, fl_err err, uint64_t member_id);
 
 /* read.c */

@@ -115,8 +115,8 @@ static fl_err read_meta(server *srv, const char *path, uint64_t *member_id, uint
         size_t name_len = strcspn(name, "\n");
         if (name_len != strlen(srv->name) || memcmp(name, srv->name, name_len) != 0) {
             snprintf(errbuf, errbuf_len,
-                     "data dir %s belongs to the member named \"%.*s\", not \"%s\"",
-                     srv->data_dir, (int)name_len, name, srv->name);
+                     "data dir %s belongs to the member named \"%.*s\", not \"%s\"", srv->data_dir,
+                     (int)name_len, name, srv->name);
             return FL_ERR_INVALID;
         }
     }
@@ -144,20 +144,15 @@ fl_err server_meta_load_or_create(server *srv, char *errbuf, size_t errbuf_len)
             return err;
         if (member_id != srv->member_id) {
             snprintf(errbuf, errbuf_len,
-                     "data dir %s belongs to member %016" PRIx64 ", but the flags (peer URLs "
-                     "and cluster token) make this member %016" PRIx64,
-                     srv->data_dir, member_id, srv->member_id);
+                     "data dir %s belongs to member %016" PRIx64 " (of cluster %016" PRIx64
+                     "), but the flags (--initial-advertise-peer-urls and "
+                     "--initial-cluster-token) make this member %016" PRIx64,
+                     srv->data_dir, member_id, cluster_id, srv->member_id);
             return FL_ERR_INVALID;
         }
-        if (cluster_id != 0 && srv->cluster_id != 0 && cluster_id != srv->cluster_id) {
-            snprintf(errbuf, errbuf_len,
-                     "data dir %s belongs to cluster %016" PRIx64 ", but the flags "
-                     "(--initial-cluster and its token) make cluster %016" PRIx64,
-                     srv->data_dir, cluster_id, srv->cluster_id);
-            return FL_ERR_INVALID;
-        }
-        if (cluster_id != 0)
-            srv->cluster_id = cluster_id;
+        /* a restart keeps its cluster whatever --initial-cluster says now
+         * (etcd ignores it too: the cluster may have changed since) */
+        srv->cluster_id = cluster_id;
     }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {

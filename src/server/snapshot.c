@@ -52,13 +52,12 @@ fl_err server_snapshot_open(void *ctx, uint64_t group_id, const struct raft_msg 
         err = FL_ERR_IO;
     if (err != FL_OK) {
         close(f);
-        FL_LOG_WARNF("server", "cannot write a snapshot for a follower",
-                     "to=%016" PRIx64 " err=%s", msg->to, fl_err_name(err));
+        FL_LOG_WARNF("server", "cannot write a snapshot for a follower", "to=%016" PRIx64 " err=%s",
+                     msg->to, fl_err_name(err));
         return err;
     }
     FL_LOG_INFOF("server", "sending a snapshot",
-                 "to=%016" PRIx64 " raft_index=%" PRIu64 " applied_index=%" PRIu64
-                 " bytes=%lld",
+                 "to=%016" PRIx64 " raft_index=%" PRIu64 " applied_index=%" PRIu64 " bytes=%lld",
                  msg->to, msg->snapshot.index, applied, (long long)end);
     *fd = f;
     *size = (uint64_t)end;
@@ -92,6 +91,7 @@ void server_snapshot_take_ready(server *srv, const struct raft_snapshot *snap)
     }
     /* entries queued for apply are older than the snapshot: it covers them */
     server_apply_free_queue(srv);
+    writer_quiesce_store(srv->writer); /* a checkpoint thread may be syncing the old store */
     mvcc_close(srv->store);
     srv->store = NULL;
     fl_err err = mvcc_snapshot_install(srv->db_dir, srv->snap.incoming_path);
@@ -99,8 +99,10 @@ void server_snapshot_take_ready(server *srv, const struct raft_snapshot *snap)
     srv->snap.incoming_path = NULL;
     if (err == FL_OK)
         err = server_open_store(srv);
-    if (err == FL_OK)
+    if (err == FL_OK) {
+        writer_set_store(srv->writer, srv->store);
         err = server_apply_load_cluster(srv);
+    }
     if (err != FL_OK) {
         server_enter_fatal(srv, err, "installing a snapshot from the leader failed");
         return;

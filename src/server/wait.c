@@ -21,8 +21,8 @@
 uint64_t server_wait_new_id(server *srv)
 {
     if (srv->next_request_id == 0)
-        srv->next_request_id = ((srv->member_id & 0xffffull) << 48) |
-                               ((server_now_ms(srv) << 8) & 0xffffffffffffull);
+        srv->next_request_id =
+            ((srv->member_id & 0xffffull) << 48) | ((server_now_ms(srv) << 8) & 0xffffffffffffull);
     uint64_t id = srv->next_request_id++;
     /* keep the member bits when the counter wraps */
     if ((srv->next_request_id & 0xffffffffffffull) == 0)
@@ -76,8 +76,7 @@ server_waiter *server_wait_take(server *srv, uint64_t id)
     return w;
 }
 
-void server_waiter_finish_write(server *srv, server_waiter *w, fl_err err,
-                                mvcc_response *response)
+void server_waiter_finish_write(server *srv, server_waiter *w, fl_err err, mvcc_response *response)
 {
     assert(w->kind == WAITER_WRITE);
     if (err == FL_OK || err == FL_ERR_COMPACTED || err == FL_ERR_FUTURE_REV ||

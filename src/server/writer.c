@@ -51,13 +51,14 @@ struct writer {
     bool stalled;                          /* (mu) appends failing, being retried */
     writer_stats stats;                    /* (mu) */
     /* checkpoints */
-    uint64_t ckpt_request;      /* (mu) 0 = none */
-    bool ckpt_busy;             /* (mu) */
-    bool ckpt_sync_done;        /* (mu) */
-    fl_err ckpt_sync_err;       /* (mu) */
-    pthread_t ckpt_thread;      /* (thread) */
-    bool ckpt_running;          /* (thread) */
-    uint64_t ckpt_index;        /* (thread) */
+    uint64_t ckpt_request; /* (mu) 0 = none */
+    bool ckpt_busy;        /* (mu) */
+    bool store_blocked;    /* (mu) the store is being replaced: no checkpoint */
+    bool ckpt_sync_done;   /* (mu) */
+    fl_err ckpt_sync_err;  /* (mu) */
+    pthread_t ckpt_thread; /* (thread) */
+    bool ckpt_running;     /* (thread) */
+    uint64_t ckpt_index;   /* (thread) */
     uv_async_t async;
     bool async_open;
     void (*closed)(void *ctx);
@@ -105,13 +106,14 @@ static bool checkpoint_step(writer *w)
         if (err == FL_OK && !broken)
             err = wal_release_up_to(w->log, w->ckpt_index);
         if (err != FL_OK && !broken)
-            FL_LOG_WARNF("server", "checkpoint failed; the WAL is kept",
-                         "index=%" PRIu64 " err=%s", w->ckpt_index, fl_err_name(err));
+            FL_LOG_WARNF("server", "checkpoint failed; the WAL is kept", "index=%" PRIu64 " err=%s",
+                         w->ckpt_index, fl_err_name(err));
         else if (!broken && wal_first_index(w->log) != first_before)
             FL_LOG_INFOF("server", "checkpoint released WAL entries",
                          "index=%" PRIu64 " wal_first_index=%" PRIu64, w->ckpt_index,
                          wal_first_index(w->log));
         pthread_mutex_lock(&w->mu);
+        pthread_cond_broadcast(&w->cond); /* writer_quiesce_store may wait for this */
         if (err == FL_OK && !broken) {
             w->stats.checkpoints++;
             w->stats.last_checkpoint_index = w->ckpt_index;
@@ -176,9 +178,9 @@ static fl_err append_with_retry(writer *w, writer_batch *b)
             pthread_mutex_unlock(&w->mu);
             return FL_ERR_STOPPED;
         }
-        delay_ms = delay_ms == 0 ? WRITER_RETRY_FIRST_MS
-                                 : (delay_ms * 2 > WRITER_RETRY_MAX_MS ? WRITER_RETRY_MAX_MS
-                                                                       : delay_ms * 2);
+        delay_ms = delay_ms == 0
+                       ? WRITER_RETRY_FIRST_MS
+                       : (delay_ms * 2 > WRITER_RETRY_MAX_MS ? WRITER_RETRY_MAX_MS : delay_ms * 2);
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
         until.tv_nsec += (long)(delay_ms % 1000) * 1000000L;
@@ -246,8 +248,7 @@ static void *writer_main(void *arg)
         pthread_mutex_lock(&w->mu);
         if (sync_failed && !w->broken) {
             w->broken = true;
-            FL_LOG_ERRORF("server", "WAL fsync failed; no more writes", "err=%s",
-                          fl_err_name(err));
+            FL_LOG_ERRORF("server", "WAL fsync failed; no more writes", "err=%s", fl_err_name(err));
         }
         if (w->done_tail)
             w->done_tail->next = first;
@@ -361,7 +362,7 @@ bool writer_request_checkpoint(writer *w, uint64_t index)
 {
     assert(index > 0);
     pthread_mutex_lock(&w->mu);
-    bool accepted = !w->ckpt_busy && !w->broken && !w->stop;
+    bool accepted = !w->ckpt_busy && !w->broken && !w->stop && !w->store_blocked;
     if (accepted) {
         w->ckpt_busy = true;
         w->ckpt_request = index;
@@ -369,6 +370,27 @@ bool writer_request_checkpoint(writer *w, uint64_t index)
     }
     pthread_mutex_unlock(&w->mu);
     return accepted;
+}
+
+void writer_quiesce_store(writer *w)
+{
+    pthread_mutex_lock(&w->mu);
+    w->store_blocked = true;
+    if (w->ckpt_request) { /* asked, not started: drop it (asked again later) */
+        w->ckpt_request = 0;
+        w->ckpt_busy = false;
+    }
+    while (w->ckpt_busy) /* started: the thread clears it and broadcasts when done */
+        pthread_cond_wait(&w->cond, &w->mu);
+    pthread_mutex_unlock(&w->mu);
+}
+
+void writer_set_store(writer *w, mvcc_store *store)
+{
+    pthread_mutex_lock(&w->mu);
+    w->store = store;
+    w->store_blocked = false;
+    pthread_mutex_unlock(&w->mu);
 }
 
 void writer_stop(writer *w)

@@ -97,6 +97,12 @@ void writer_nudge(writer *w);
  * one runs at a time; a request while one runs is dropped (returns false). */
 bool writer_request_checkpoint(writer *w, uint64_t index);
 
+/* Replacing the store (a snapshot install): quiesce waits until no
+ * checkpoint uses the store and refuses new ones; set_store hands over the
+ * new one and allows them again. Loop thread. */
+void writer_quiesce_store(writer *w);
+void writer_set_store(writer *w, mvcc_store *store);
+
 /* Finishes what is queued, then exits; on_done reports exited. Then call
  * writer_join (loop) before touching the wal again. */
 void writer_stop(writer *w);
