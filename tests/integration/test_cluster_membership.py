@@ -16,7 +16,7 @@ and a member that was away must be sent a snapshot of the store.
    (its log says so), to the same HashKV.
 
 Env: FLOTILLA_TEST_SEED (printed), FLOTILLA_TEST_CATCHUP_WRITES (default
-20000; the issue's 200,000 by hand).
+200000, as the issue asks; ~40 s under ASan).
 """
 import base64
 import json
@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import cluster  # noqa: E402
 
 SEED = int(os.environ.get("FLOTILLA_TEST_SEED", str(random.randrange(1 << 30))))
-WRITES = int(os.environ.get("FLOTILLA_TEST_CATCHUP_WRITES", "20000"))
+WRITES = int(os.environ.get("FLOTILLA_TEST_CATCHUP_WRITES", "200000"))
 SNAPSHOT_COUNT = 500
 
 
