@@ -51,7 +51,7 @@
  *
  * seq numbers records from 1 in file order. Types and their fields:
  *   PL_REC_DIRTY     file ino became dirty (first change since its last sync):
- *                    b = its durable size; path = a path it had then
+ *                    b = its durable size; path = the call that dirtied it
  *   PL_REC_PREIMAGE  a = page number; data = the page's durable bytes
  *                    (shorter than a page when the durable size ends inside it)
  *   PL_REC_SYNC      fsync/fdatasync of file ino succeeded; a = size made durable
