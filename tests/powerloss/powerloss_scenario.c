@@ -25,6 +25,8 @@
 #define THREAD_SYNC_EVERY     10
 #define THREAD_RECORDS_SYNCED 190 /* syncs after records 10, 20, ..., 190 */
 #define THREAD_RECORD_BYTES   100
+#define CONCURRENT_RECORDS    4000
+#define CONCURRENT_SYNC_UNTIL 2000
 
 static const char *g_root;
 
@@ -182,6 +184,59 @@ static void *thread_main(void *arg)
     return NULL;
 }
 
+/* w: 2 durable pages of 'W' rewritten through a write-only descriptor (the
+ * shim must reopen it to read the pre-image). */
+static void scenario_wronly(void)
+{
+    close(durable_file("w", 'W', 2 * PAGE));
+    int fd = open_in_root("w", O_WRONLY);
+    fill(fd, 'X', 10, PAGE - 5); /* straddles pages 0 and 1 */
+}
+
+static int g_written; /* records the writer has finished (atomic) */
+
+static void *concurrent_writer(void *arg)
+{
+    int fd = *(int *)arg;
+    for (int k = 0; k < CONCURRENT_RECORDS; k++) {
+        char rec[THREAD_RECORD_BYTES];
+        memset(rec, '.', sizeof rec);
+        snprintf(rec, sizeof rec, "c-%d", k);
+        check(pwrite(fd, rec, sizeof rec, (off_t)k * (off_t)sizeof rec) == (ssize_t)sizeof rec,
+              "pwrite c");
+        __atomic_store_n(&g_written, k + 1, __ATOMIC_SEQ_CST);
+    }
+    return NULL;
+}
+
+/* One thread writes records to "conc" while this one fdatasyncs it again
+ * and again until CONCURRENT_SYNC_UNTIL records are written; after each
+ * successful sync it notes in <root>.synced (outside the root, so the power
+ * loss keeps it) how many records were complete before the sync began.
+ * After a drop the file must hold exactly a prefix of whole records, at
+ * least as long as the last note and shorter than everything written. */
+static void scenario_concurrent(void)
+{
+    int fd = open_in_root("conc", O_RDWR | O_CREAT);
+    sync_root();
+    char note_path[4096];
+    snprintf(note_path, sizeof note_path, "%s.synced", g_root);
+    int note = open(note_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    check(note >= 0, "open note");
+    pthread_t writer;
+    check(pthread_create(&writer, NULL, concurrent_writer, &fd) == 0, "pthread_create");
+    for (;;) {
+        int before = __atomic_load_n(&g_written, __ATOMIC_SEQ_CST);
+        if (before >= CONCURRENT_SYNC_UNTIL)
+            break;
+        check(fdatasync(fd) == 0, "fdatasync conc");
+        char text[32];
+        int n = snprintf(text, sizeof text, "%010d\n", before);
+        check(pwrite(note, text, (size_t)n, 0) == n, "write note");
+    }
+    pthread_join(writer, NULL);
+}
+
 /* Four threads, one file each, writing and syncing at once: after a drop each
  * file holds exactly its first THREAD_RECORDS_SYNCED records. */
 static void scenario_threads(void)
@@ -225,6 +280,10 @@ int main(int argc, char **argv)
         scenario_mmap();
     else if (strcmp(name, "threads") == 0)
         scenario_threads();
+    else if (strcmp(name, "wronly") == 0)
+        scenario_wronly();
+    else if (strcmp(name, "concurrent") == 0)
+        scenario_concurrent();
     else {
         fprintf(stderr, "powerloss_scenario: unknown scenario %s\n", name);
         return 2;

@@ -28,6 +28,10 @@ typedef struct pl_fd_entry {
     pl_file *file;   /* tracked regular file, or NULL */
     bool dir;        /* a tracked directory */
     bool sync_write; /* opened O_SYNC/O_DSYNC/O_DIRECT: writes are not modelled */
+    /* identity when tracked, to catch a descriptor closed behind the shim's
+     * back (close_range, libc-internal closes) and its number reused */
+    dev_t dev;
+    ino_t ino;
 } pl_fd_entry;
 
 static pthread_mutex_t g_mutex = PTHREAD_MUTEX_INITIALIZER;
@@ -189,21 +193,36 @@ static pl_fd_entry *fd_entry(int fd)
     return fd >= 0 && fd < PL_FD_MAX ? &g_fds[fd] : NULL;
 }
 
-pl_file *pl_fd_file(int fd)
+/* The entry of a tracked fd, or NULL; an entry whose descriptor now names
+ * another object is forgotten. Untracked descriptors cost no system call. */
+static pl_fd_entry *fd_tracked(int fd)
 {
     pl_fd_entry *e = fd_entry(fd);
+    if (e == NULL || (e->file == NULL && !e->dir))
+        return NULL;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || st.st_dev != e->dev || st.st_ino != e->ino) {
+        *e = (pl_fd_entry){0};
+        return NULL;
+    }
+    return e;
+}
+
+pl_file *pl_fd_file(int fd)
+{
+    pl_fd_entry *e = fd_tracked(fd);
     return e ? e->file : NULL;
 }
 
 bool pl_fd_is_dir(int fd)
 {
-    pl_fd_entry *e = fd_entry(fd);
+    pl_fd_entry *e = fd_tracked(fd);
     return e && e->dir;
 }
 
 bool pl_fd_is_sync_write(int fd)
 {
-    pl_fd_entry *e = fd_entry(fd);
+    pl_fd_entry *e = fd_tracked(fd);
     return e && e->sync_write;
 }
 
@@ -215,7 +234,7 @@ void pl_fd_track(int fd, const char *abs, int open_flags)
     struct stat st;
     if (fstat(fd, &st) != 0)
         pl_die("fstat(%d) for %s failed: %s", fd, abs, strerror(errno));
-    *e = (pl_fd_entry){0};
+    *e = (pl_fd_entry){.dev = st.st_dev, .ino = st.st_ino};
     if (S_ISDIR(st.st_mode)) {
         e->dir = true;
     } else if (S_ISREG(st.st_mode)) {

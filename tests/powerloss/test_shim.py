@@ -219,11 +219,44 @@ def test_threads():
         r.close()
 
 
+def test_wronly():
+    r = Run("wronly")
+    try:
+        r.expect_killed()
+        assert r.read("w") == b"W" * (PAGE - 5) + b"X" * 10 + b"W" * (PAGE - 5)
+        print(r.restore("drop"), end="")
+        assert r.read("w") == b"W" * (2 * PAGE), "pre-images read through a write-only fd"
+    finally:
+        r.close()
+
+
+def test_concurrent():
+    """Writes racing fsyncs of the same file: a drop leaves exactly a prefix
+    of whole records, covering at least what the last sync covered."""
+    r = Run("concurrent")
+    try:
+        r.expect_killed()
+        with open(r.root + ".synced") as f:
+            synced = int(f.read().strip())
+        assert len(r.read("conc")) == 4000 * 100
+        print(r.restore("drop"), end="")
+        got = r.read("conc")
+        assert len(got) % 100 == 0, "drop left a partial record: %d bytes" % len(got)
+        count = len(got) // 100
+        assert synced <= count < 4000, "drop kept %d records; the last sync covered %d" % (count, synced)
+        for k in range(count):
+            assert got[k * 100:(k + 1) * 100].startswith(b"c-%d\0" % k), "record %d corrupt" % k
+        print("concurrent: the last sync covered %d records, %d kept" % (synced, count))
+    finally:
+        r.close()
+
+
 def main():
     seed = int(os.environ.get("FLOTILLA_TEST_SEED", random.randrange(1 << 31)))
     print("seed %d (set FLOTILLA_TEST_SEED to repeat)" % seed)
     tests = [test_pages_drop, test_synced_kept, lambda: test_pages_reorder(seed), test_newfile,
-             test_rename, test_unlink, test_truncate, test_subdir, test_mmap_refused, test_threads]
+             test_rename, test_unlink, test_truncate, test_subdir, test_mmap_refused, test_threads,
+             test_wronly, test_concurrent]
     for t in tests:
         name = getattr(t, "__name__", "test")
         print("--- %s" % ("test_pages_reorder" if name == "<lambda>" else name))
