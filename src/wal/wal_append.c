@@ -56,7 +56,14 @@ fl_err wal_io_fdatasync(wal *log, int fd)
     const wal_test_hooks *hooks = log->options.test_hooks;
     int interrupted = 0;
     for (;;) {
+#ifdef FLOTILLA_TEST_BREAK_WAL_FSYNC
+        /* TEST-ONLY deliberate bug (CMake FLOTILLA_TEST_BREAK_WAL_FSYNC, never in
+         * make test): the WAL's fdatasync does nothing, so integration
+         * test_powerloss must fail (docs/testing-durability.md). */
+        int rc = hooks && hooks->fdatasync ? hooks->fdatasync(hooks->ctx, fd) : 0;
+#else
         int rc = hooks && hooks->fdatasync ? hooks->fdatasync(hooks->ctx, fd) : fdatasync(fd);
+#endif
         if (rc == 0)
             return FL_OK;
         int sync_errno = errno; /* before logging can change it */
