@@ -22,6 +22,7 @@
  */
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,6 +65,17 @@ static fl_err make_dirs(const char *path, char *errbuf, size_t errbuf_len)
     return FL_OK;
 }
 
+static fl_err fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return fl_err_from_errno(errno);
+    int rc = fsync(fd);
+    int fsync_errno = errno;
+    close(fd);
+    return rc == 0 ? FL_OK : fl_err_from_errno(fsync_errno);
+}
+
 fl_err server_open_store(server *srv)
 {
     /* durable commits (MDB_NOMETASYNC): a power loss can undo at most
@@ -75,7 +87,13 @@ fl_err server_open_store(server *srv)
         o.map_size_bytes = o.quota_bytes + (2ull << 30);
     if (srv->options.backend_map_bytes)
         o.map_size_bytes = srv->options.backend_map_bytes;
-    return mvcc_open(srv->db_dir, &o, &srv->store);
+    fl_err err = mvcc_open(srv->db_dir, &o, &srv->store);
+    /* LMDB may just have created data.mdb: its directory entry must be
+     * durable before the WAL behind it is ever released (found by the
+     * power-loss shim's POSIX directory model) */
+    if (err == FL_OK)
+        err = fsync_dir(srv->db_dir);
+    return err;
 }
 
 /* The ids. A member's id comes from its advertised peer URLs and the token

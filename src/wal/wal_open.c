@@ -87,16 +87,83 @@ static fl_err recovery_visit(void *opaque, uint64_t offset, wal_record_type type
     return corrupt(ctx, offset, "unknown record type");
 }
 
+#define TORN_PAGE_BYTES 4096u
+
+static fl_err all_zero(wal_reader *reader, uint64_t from, uint64_t to, bool *zero)
+{
+    *zero = true;
+    while (from < to && *zero) {
+        size_t want = (size_t)(to - from < 65536 ? to - from : 65536);
+        const uint8_t *p = NULL;
+        size_t got = 0;
+        fl_err err = wal_reader_peek(reader, from, want, &p, &got);
+        if (err != FL_OK)
+            return err;
+        if (got == 0)
+            break;
+        for (size_t i = 0; i < got && *zero; i++)
+            *zero = p[i] == 0;
+        from += got;
+    }
+    return FL_OK;
+}
+
+/* See judge_stop: does the bad record at `end` show a never-written page? */
+static fl_err torn_write_signature(wal_reader *reader, uint64_t end, bool *torn)
+{
+    *torn = false;
+    uint64_t file = reader->file_bytes;
+    uint64_t page_end = (end / TORN_PAGE_BYTES + 1) * TORN_PAGE_BYTES;
+    fl_err err = all_zero(reader, end, page_end < file ? page_end : file, torn);
+    if (err != FL_OK || *torn)
+        return err;
+    const uint8_t *h = NULL;
+    size_t got = 0;
+    err = wal_reader_peek(reader, end, WAL_RECORD_HEADER_BYTES, &h, &got);
+    if (err != FL_OK || got < WAL_RECORD_HEADER_BYTES)
+        return err;
+    uint64_t len =
+        (uint64_t)h[0] | (uint64_t)h[1] << 8 | (uint64_t)h[2] << 16 | (uint64_t)h[3] << 24;
+    if (len > WAL_RECORD_BYTES_LIMIT)
+        return FL_OK;
+    uint64_t span_end = end + WAL_RECORD_HEADER_BYTES + len;
+    if (span_end > file)
+        span_end = file;
+    /* every page the record reaches into, whole (clipped at EOF) */
+    for (uint64_t p = page_end; p < span_end && !*torn; p += TORN_PAGE_BYTES) {
+        err = all_zero(reader, p, p + TORN_PAGE_BYTES < file ? p + TORN_PAGE_BYTES : file, torn);
+        if (err != FL_OK)
+            return err;
+    }
+    return FL_OK;
+}
+
 /* The walk stopped at end < file_bytes: torn tail or corruption. */
 static fl_err judge_stop(recovery_ctx *ctx, wal_reader *reader, int fd, bool is_last, uint64_t end,
                          const char *why, wal_recovery_info *info)
 {
     if (!is_last || end == 0)
         return corrupt(ctx, end, why);
+    fl_err err;
+    /* A torn write, not damage: the last segment's synced prefix has no
+     * holes (fdatasync made every byte before its end durable), and space
+     * past the old end of the file reads as zeros until written. So a bad
+     * record showing a never-written page (zeros from its start to the end
+     * of its page, or a whole zero page inside its span) lies past the last
+     * sync, and so does every record after it, even a whole one: the pages
+     * of one unsynced batch reach the disk in any order. Cut there; nothing
+     * acknowledged is lost. A bad record without that signature, followed by
+     * a valid one, is damage (etcd's WAL decoder uses the same signature). */
+    bool zero_hole = false;
+    err = torn_write_signature(reader, end, &zero_hole);
+    if (err != FL_OK)
+        return err;
     bool found = false;
     uint64_t found_offset = 0;
     uint64_t payload_max = WAL_PAYLOAD_BYTES_READ_MAX;
-    fl_err err = wal_segment_find_valid_after(reader, end + 1, payload_max, &found, &found_offset);
+    err = zero_hole
+              ? FL_OK
+              : wal_segment_find_valid_after(reader, end + 1, payload_max, &found, &found_offset);
     if (err != FL_OK)
         return err;
     if (found) {
