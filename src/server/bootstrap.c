@@ -217,7 +217,7 @@ fl_err server_open_storage(server *srv, char *errbuf, size_t errbuf_len)
     snprintf(member_file, sizeof member_file, "%s/member", srv->data_dir);
     bool restarting = access(member_file, F_OK) == 0;
     bool initial_ok = false;
-    char initial_why[512] = "";
+    char initial_why[2048] = ""; /* names and URLs up to 255 bytes each */
     fl_err err = resolve_identity(srv, initial, &initial_ok, initial_why, sizeof initial_why);
     if (err != FL_OK && !restarting) {
         snprintf(errbuf, errbuf_len, "%s", initial_why);
