@@ -78,9 +78,12 @@ typedef struct transport_options {
                                     16-digit hex; traffic to and from them is dropped */
 } transport_options;
 
-/* Binds and listens on listen_url. On failure returns an error and writes a
- * one-line reason into errbuf. *out is owned by the caller (transport_stop,
- * then transport_destroy). The options' strings are copied. */
+/* Binds and listens on listen_url. On failure returns an error (FL_ERR_INVALID
+ * for bad options, FL_ERR_UNAVAILABLE if the address cannot be bound), writes
+ * a one-line reason into errbuf, and leaves the caller nothing to free (a
+ * listener already opened is closed through the loop, which frees the rest
+ * when it next runs). On success *out is owned by the caller
+ * (transport_stop, then transport_destroy). The options' strings are copied. */
 fl_err transport_create(uv_loop_t *loop, const transport_options *o, transport **out, char *errbuf,
                         size_t errbuf_len);
 /* The port actually bound (useful with port 0). */

@@ -1176,6 +1176,33 @@ static void test_loop_stall_is_not_a_timeout(void **state)
     node_cleanup(b);
 }
 
+/* transport_create refuses what it cannot serve, says why, and leaves
+ * nothing behind (the loop closes cleanly in teardown; ASan sees no leak). */
+static void test_create_errors(void **state)
+{
+    struct node *a = node_new(0x91, 1);
+    char url[64], err[256];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", a->port);
+    transport_options o = {
+        .cluster_id = 1, .local_id = 0x92, .listen_url = url, .on_message = on_message, .ctx = a};
+    transport *t = NULL;
+    err[0] = '\0';
+    assert_int_equal(transport_create(&g_loop, &o, &t, err, sizeof err), FL_ERR_UNAVAILABLE);
+    assert_null(t);
+    fprintf(stderr, "port in use: %s\n", err);
+    assert_non_null(strstr(err, "listen"));
+    o.listen_url = "127.0.0.1:2380";
+    assert_int_equal(transport_create(&g_loop, &o, &t, err, sizeof err), FL_ERR_INVALID);
+    o.listen_url = "http://127.0.0.1:0";
+    o.local_id = 0;
+    assert_int_equal(transport_create(&g_loop, &o, &t, err, sizeof err), FL_ERR_INVALID);
+    o.local_id = 0x92;
+    o.frame_bytes_max = 100;
+    assert_int_equal(transport_create(&g_loop, &o, &t, err, sizeof err), FL_ERR_INVALID);
+    assert_null(t);
+    node_cleanup(a);
+}
+
 int main(void)
 {
     /* TRANSPORT_TEST_DEBUG=1 shows every connection close and its reason. */
@@ -1196,6 +1223,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_send_does_not_wait_for_poll, setup, teardown),
         cmocka_unit_test_setup_teardown(test_heartbeat_overtakes_big_append, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loop_stall_is_not_a_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_create_errors, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
