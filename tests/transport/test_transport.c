@@ -312,84 +312,130 @@ static int teardown(void **state)
 
 /* ---- tests ---- */
 
-/* Every message type both ways between two transports, fields intact. */
-static void test_two_every_type(void **state)
+static uint8_t g_payload[40];
+static struct raft_entry g_two_entries[2];
+
+/* Every message type from src to dst, fields that identify it filled in. */
+static void send_every_type(struct node *src, struct node *dst, uint64_t group)
 {
-    struct node *a = node_new(0xa1, 7), *b = node_new(0xb2, 7);
-    struct node *nodes[] = {a, b};
-    connect_nodes(nodes, 2);
-    uint8_t payload[40];
-    for (size_t i = 0; i < sizeof payload; i++)
-        payload[i] = (uint8_t)(i + 1);
-    struct raft_entry entries[2] = {
-        {.term = 3, .index = 10, .type = RAFT_ENTRY_NORMAL, .len = 40, .data = payload},
-        {.term = 3, .index = 11, .type = RAFT_ENTRY_CONF_CHANGE, .len = 0, .data = NULL}};
-    uint32_t crc;
-    make_snapshot_source(a, 12345, &crc);
-    make_snapshot_source(b, 12345, &crc);
-    for (struct node **from = nodes; from < nodes + 2; from++) {
-        struct node *src = *from, *dst = src == a ? b : a;
-        uint32_t expect = 0;
-        for (int type = RAFT_MSG_APPEND; type <= RAFT_MSG_READ_INDEX_RESP; type++) {
-            struct raft_msg m = plain((raft_msg_type)type, src->id, dst->id, 100 + type);
-            m.index = 1000 + type;
-            m.reject = type == RAFT_MSG_VOTE_RESP;
-            if (type == RAFT_MSG_APPEND) {
-                m.n_entries = 2;
-                m.entries = entries;
-            }
-            if (type == RAFT_MSG_SNAPSHOT) {
-                m.snapshot.index = 77;
-                m.snapshot.term = 2;
-                m.snapshot.conf.n_voters = 2;
-                m.snapshot.conf.voters[0] = a->id;
-                m.snapshot.conf.voters[1] = b->id;
-                m.snapshot.len = 5;
-                m.snapshot.data = (uint8_t *)"desc!";
-            }
-            assert_int_equal(transport_send(src->t, 42, &m), FL_OK);
-            expect++;
+    for (size_t i = 0; i < sizeof g_payload; i++)
+        g_payload[i] = (uint8_t)(i + 1);
+    g_two_entries[0] = (struct raft_entry){
+        .term = 3, .index = 10, .type = RAFT_ENTRY_NORMAL, .len = 40, .data = g_payload};
+    g_two_entries[1] = (struct raft_entry){.term = 3, .index = 11, .type = RAFT_ENTRY_CONF_CHANGE};
+    for (int type = RAFT_MSG_APPEND; type <= RAFT_MSG_READ_INDEX_RESP; type++) {
+        struct raft_msg m = plain((raft_msg_type)type, src->id, dst->id, 100 + type);
+        m.index = 1000 + type;
+        m.reject = type == RAFT_MSG_VOTE_RESP;
+        if (type == RAFT_MSG_APPEND) {
+            m.n_entries = 2;
+            m.entries = g_two_entries;
         }
-        wait_records(dst, expect);
-        assert_int_equal(dst->n_records, expect);
+        if (type == RAFT_MSG_SNAPSHOT) {
+            m.snapshot.index = 77;
+            m.snapshot.term = 2;
+            m.snapshot.conf.n_voters = 2;
+            m.snapshot.conf.voters[0] = src->id;
+            m.snapshot.conf.voters[1] = dst->id;
+            m.snapshot.len = 5;
+            m.snapshot.data = (uint8_t *)"desc!";
+        }
+        assert_int_equal(transport_send(src->t, group, &m), FL_OK);
+    }
+}
+
+/* dst holds exactly one of every type from each of the others, intact. */
+static void check_every_type(struct node *dst, struct node **nodes, int count, uint64_t group,
+                             uint32_t snapshot_crc)
+{
+    const uint32_t types = RAFT_MSG_READ_INDEX_RESP;
+    wait_records(dst, types * (uint32_t)(count - 1));
+    assert_int_equal(dst->n_records, types * (uint32_t)(count - 1));
+    for (int k = 0; k < count; k++) {
+        struct node *src = nodes[k];
+        if (src == dst)
+            continue;
         bool seen[RAFT_MSG_READ_INDEX_RESP + 1] = {0};
         for (uint32_t i = 0; i < dst->n_records; i++) {
             struct record *r = &dst->records[i];
-            assert_int_equal(r->group, 42);
-            assert_int_equal(r->msg.from, src->id);
+            if (r->msg.from != src->id)
+                continue;
+            assert_int_equal(r->group, group);
             assert_int_equal(r->msg.to, dst->id);
             assert_int_equal(r->msg.context, 100 + r->msg.type);
             assert_int_equal(r->msg.index, 1000 + r->msg.type);
             assert_int_equal(r->msg.reject, r->msg.type == RAFT_MSG_VOTE_RESP);
+            assert_false(seen[r->msg.type]);
             seen[r->msg.type] = true;
             if (r->msg.type == RAFT_MSG_APPEND) {
                 assert_int_equal(r->msg.n_entries, 2);
                 assert_int_equal(r->first_len, 40);
-                assert_memory_equal(r->first_data, payload, 40);
+                assert_memory_equal(r->first_data, g_payload, 40);
             }
             if (r->msg.type == RAFT_MSG_SNAPSHOT) {
                 assert_true(r->has_snapshot_path);
                 assert_int_equal(r->snapshot_size, 12345);
-                assert_int_equal(r->snapshot_crc, crc);
+                assert_int_equal(r->snapshot_crc, snapshot_crc);
                 assert_int_equal(r->msg.snapshot.index, 77);
                 assert_int_equal(r->msg.snapshot.conf.n_voters, 2);
+                assert_int_equal(r->msg.snapshot.conf.voters[0], src->id);
                 assert_int_equal(r->first_len, 5);
                 assert_memory_equal(r->first_data, "desc!", 5);
             }
         }
-        for (int type = RAFT_MSG_APPEND; type <= RAFT_MSG_READ_INDEX_RESP; type++)
+        for (uint32_t type = RAFT_MSG_APPEND; type <= types; type++)
             assert_true(seen[type]);
-        dst->n_records = 0;
     }
-    transport_stats st;
-    transport_get_stats(a->t, &st);
-    assert_int_equal(st.snapshots_sent, 1);
-    assert_int_equal(st.snapshots_received, 1);
-    assert_int_equal(st.bad_frames, 0);
-    assert_int_equal(a->snap_ok, 1);
-    assert_true(transport_peer_active(a->t, b->id, 1000));
-    node_cleanup(a);
-    node_cleanup(b);
+}
+
+struct snap_count_wait {
+    struct node *n;
+    uint32_t want;
+};
+
+static bool snapshots_reported(void *ctx)
+{
+    struct snap_count_wait *w = ctx;
+    return w->n->snap_ok + w->n->snap_failed >= w->want;
+}
+
+/* Two, then three transports: every message type from each to each other,
+ * fields intact (entries, snapshot meta, and the snapshot body). */
+static void test_every_type(void **state)
+{
+    for (int count = 2; count <= 3; count++) {
+        struct node *nodes[3];
+        for (int i = 0; i < count; i++)
+            nodes[i] = node_new(0xa0 + (uint64_t)i, 7);
+        connect_nodes(nodes, count);
+        uint32_t crc = 0;
+        for (int i = 0; i < count; i++)
+            make_snapshot_source(nodes[i], 12345, &crc);
+        const uint64_t group = 42 + (uint64_t)count;
+        for (int i = 0; i < count; i++)
+            for (int j = 0; j < count; j++)
+                if (i != j)
+                    send_every_type(nodes[i], nodes[j], group);
+        for (int j = 0; j < count; j++)
+            check_every_type(nodes[j], nodes, count, group, crc);
+        /* A sender learns of delivery from the ack, after the receiver's
+         * on_message: wait for the reports. */
+        for (int i = 0; i < count; i++) {
+            struct snap_count_wait w = {nodes[i], (uint32_t)count - 1};
+            assert_true(run_until(snapshots_reported, &w, "snapshot reports"));
+        }
+        for (int i = 0; i < count; i++) {
+            transport_stats st;
+            transport_get_stats(nodes[i]->t, &st);
+            assert_int_equal(st.snapshots_sent, (uint64_t)count - 1);
+            assert_int_equal(st.snapshots_received, (uint64_t)count - 1);
+            assert_int_equal(st.bad_frames, 0);
+            assert_int_equal(nodes[i]->snap_ok, (uint32_t)count - 1);
+            assert_true(transport_peer_active(nodes[i]->t, nodes[(i + 1) % count]->id, 1000));
+        }
+        for (int i = 0; i < count; i++)
+            node_cleanup(nodes[i]);
+    }
 }
 
 /* Three transports, each to both others; per-peer order kept. */
@@ -557,6 +603,8 @@ static void raw_connected(uv_connect_t *req, int status)
     assert_int_equal(status, 0);
     r->connected = true;
     uv_read_start((uv_stream_t *)&r->tcp, raw_alloc, raw_read);
+    if (r->len == 0)
+        return;
     uv_buf_t buf = uv_buf_init((char *)r->bytes, (unsigned)r->len);
     uv_write(&r->write, (uv_stream_t *)&r->tcp, &buf, 1, raw_written);
 }
@@ -571,8 +619,9 @@ static struct raw *raw_open(int port, const uint8_t *bytes, size_t len)
 {
     struct raw *r = calloc(1, sizeof *r); /* freed by raw_free */
     assert_non_null(r);
-    r->bytes = malloc(len);
-    memcpy(r->bytes, bytes, len);
+    r->bytes = malloc(len ? len : 1);
+    if (len)
+        memcpy(r->bytes, bytes, len);
     r->len = len;
     uv_tcp_init(&g_loop, &r->tcp);
     r->tcp.data = r;
@@ -1203,13 +1252,54 @@ static void test_create_errors(void **state)
     node_cleanup(a);
 }
 
+struct idle_wait {
+    struct raw *silent, *hello_only;
+    uint64_t silent_closed_ms, hello_closed_ms;
+};
+
+static bool both_idle_closed(void *ctx)
+{
+    struct idle_wait *w = ctx;
+    uint64_t now = uv_hrtime() / 1000000;
+    if (w->silent->closed_by_peer && !w->silent_closed_ms)
+        w->silent_closed_ms = now;
+    if (w->hello_only->closed_by_peer && !w->hello_closed_ms)
+        w->hello_closed_ms = now;
+    return w->silent_closed_ms && w->hello_closed_ms;
+}
+
+/* Idle incoming connections are closed: one that never says hello after the
+ * hello deadline (5 s), one that says hello and then nothing after the idle
+ * deadline (10 s); neither earlier. */
+static void test_idle_connections_time_out(void **state)
+{
+    struct node *b = node_new(0x1d, 6);
+    uint8_t hello[64];
+    size_t n = put_hello(hello, CODEC_WIRE_VERSION, 6, 0x2d, 0x1d);
+    uint64_t start_ms = uv_hrtime() / 1000000;
+    struct idle_wait w = {raw_open(b->port, NULL, 0), raw_open(b->port, hello, n), 0, 0};
+    assert_true(run_until(both_idle_closed, &w, "idle connections closed"));
+    fprintf(stderr, "closed after %llu ms (no hello) and %llu ms (hello only)\n",
+            (unsigned long long)(w.silent_closed_ms - start_ms),
+            (unsigned long long)(w.hello_closed_ms - start_ms));
+    assert_true(w.silent_closed_ms - start_ms >= 5000);
+    assert_true(w.hello_closed_ms - start_ms >= 10000);
+    assert_true(w.hello_only->got > 0); /* it was answered, so it was served */
+    transport_stats st;
+    transport_get_stats(b->t, &st);
+    assert_int_equal(st.bad_frames, 1); /* no hello in time is bad; idling is not */
+    raw_free(w.silent);
+    raw_free(w.hello_only);
+    node_cleanup(b);
+}
+
 int main(void)
 {
     /* TRANSPORT_TEST_DEBUG=1 shows every connection close and its reason. */
     if (getenv("TRANSPORT_TEST_DEBUG"))
         fl_log_set_level(FL_LOG_DEBUG);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_two_every_type, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_every_type, setup, teardown),
         cmocka_unit_test_setup_teardown(test_three_ordering, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reconnect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_cluster_refused, setup, teardown),
@@ -1224,6 +1314,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_heartbeat_overtakes_big_append, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loop_stall_is_not_a_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_create_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_connections_time_out, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
