@@ -673,17 +673,20 @@ static size_t put_frame(uint8_t *out, const uint8_t *payload, uint32_t len)
     return CODEC_FRAME_HEADER + len;
 }
 
-static size_t put_hello(uint8_t *out, uint16_t version, uint64_t cluster, uint64_t from,
-                        uint64_t to)
+static size_t put_hello_stream(uint8_t *out, uint16_t version, codec_stream stream,
+                               uint64_t cluster, uint64_t from, uint64_t to)
 {
-    struct codec_hello h = {.version = version,
-                            .stream = CODEC_STREAM_MSG,
-                            .cluster_id = cluster,
-                            .from = from,
-                            .to = to};
+    struct codec_hello h = {
+        .version = version, .stream = stream, .cluster_id = cluster, .from = from, .to = to};
     uint8_t p[CODEC_HELLO_BYTES];
     codec_hello_encode(&h, p);
     return put_frame(out, p, sizeof p);
+}
+
+static size_t put_hello(uint8_t *out, uint16_t version, uint64_t cluster, uint64_t from,
+                        uint64_t to)
+{
+    return put_hello_stream(out, version, CODEC_STREAM_MSG, cluster, from, to);
 }
 
 struct serving_wait {
@@ -1389,6 +1392,48 @@ static void test_random_input(void **state)
     node_cleanup(b);
 }
 
+/* One incoming snapshot per peer: a second snapshot stream from the same
+ * member is closed unanswered while the first is open; another member's is
+ * served. And a message over frame_bytes_max is refused at the sender. */
+static void test_one_incoming_snapshot_per_peer(void **state)
+{
+    struct node *b = calloc(1, sizeof *b);
+    b->opts.frame_bytes_max = 1 << 16;
+    node_start(b, 0x5b, 8, 0);
+    uint8_t hello[64];
+    size_t n = put_hello_stream(hello, CODEC_WIRE_VERSION, CODEC_STREAM_SNAPSHOT, 8, 0x5c, 0x5b);
+    struct raw *first = raw_open(b->port, hello, n);
+    assert_true(run_until(raw_answered_or_closed, first, "first snapshot stream answered"));
+    assert_true(first->got > 0 && !first->closed_by_peer);
+    struct raw *second = raw_open(b->port, hello, n);
+    assert_true(run_until(raw_answered_or_closed, second, "second snapshot stream handled"));
+    assert_int_equal(second->got, 0);
+    assert_true(second->closed_by_peer);
+    n = put_hello_stream(hello, CODEC_WIRE_VERSION, CODEC_STREAM_SNAPSHOT, 8, 0x5d, 0x5b);
+    struct raw *other = raw_open(b->port, hello, n);
+    assert_true(run_until(raw_answered_or_closed, other, "another member's snapshot stream"));
+    assert_true(other->got > 0 && !other->closed_by_peer);
+    raw_free(first);
+    raw_free(second);
+    raw_free(other);
+
+    struct node *a = node_new(0x5a, 8);
+    struct node *nodes[] = {a, b};
+    connect_nodes(nodes, 2);
+    static uint8_t big[70000];
+    struct raft_entry e = {.term = 1, .index = 1, .len = sizeof big, .data = big};
+    struct raft_msg m = plain(RAFT_MSG_APPEND, b->id, a->id, 1);
+    m.n_entries = 1;
+    m.entries = &e;
+    transport_stats before, after;
+    transport_get_stats(b->t, &before);
+    assert_int_equal(transport_send(b->t, 1, &m), FL_ERR_TOO_LARGE);
+    transport_get_stats(b->t, &after);
+    assert_int_equal(after.dropped, before.dropped + 1);
+    node_cleanup(a);
+    node_cleanup(b);
+}
+
 int main(void)
 {
     /* TRANSPORT_TEST_DEBUG=1 shows every connection close and its reason. */
@@ -1417,6 +1462,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_create_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_connections_time_out, setup, teardown),
         cmocka_unit_test_setup_teardown(test_random_input, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_one_incoming_snapshot_per_peer, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
