@@ -1538,6 +1538,9 @@ int main(void)
     /* TRANSPORT_TEST_DEBUG=1 shows every connection close and its reason. */
     if (getenv("TRANSPORT_TEST_DEBUG"))
         fl_log_set_level(FL_LOG_DEBUG);
+    /* TRANSPORT_TEST_FILTER=test_fault_file (a cmocka pattern) runs a subset. */
+    if (getenv("TRANSPORT_TEST_FILTER"))
+        cmocka_set_test_filter(getenv("TRANSPORT_TEST_FILTER"));
     const char *seed = getenv("TRANSPORT_TEST_SEED");
     g_rng = seed ? strtoull(seed, NULL, 0) : (uint64_t)uv_hrtime();
     if (g_rng == 0)
