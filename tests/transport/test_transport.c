@@ -851,7 +851,7 @@ static bool snapshot_arrived(void *ctx)
     return false;
 }
 
-/* A 16 MiB body streams on its own connection while heartbeats keep flowing
+/* An 8 MiB body streams on its own connection while heartbeats keep flowing
  * on the message stream; the body arrives intact; one snapshot per peer. */
 static void test_snapshot_streams_beside_heartbeats(void **state)
 {
@@ -862,7 +862,7 @@ static void test_snapshot_streams_beside_heartbeats(void **state)
     assert_true(run_until(b_got_more, &sw, "stream up"));
     b->n_records = 0;
     b->heartbeats = 0;
-    const uint64_t size = 16ull << 20;
+    const uint64_t size = 8ull << 20;
     uint32_t crc;
     make_snapshot_source(a, size, &crc);
     struct raft_msg m = plain(RAFT_MSG_SNAPSHOT, a->id, b->id, 0);
@@ -1104,7 +1104,7 @@ static void test_stop_during_snapshot(void **state)
         struct node *nodes[] = {a, b};
         connect_nodes(nodes, 2);
         uint32_t crc;
-        make_snapshot_source(a, 32ull << 20, &crc);
+        make_snapshot_source(a, 16ull << 20, &crc);
         struct raft_msg m = plain(RAFT_MSG_SNAPSHOT, a->id, b->id, 0);
         assert_int_equal(transport_send(a->t, 1, &m), FL_OK);
         struct started_wait sw = {a, b};
@@ -1178,7 +1178,7 @@ static void test_heartbeat_overtakes_big_append(void **state)
     assert_int_equal(transport_send(a->t, 1, &m), FL_OK);
     wait_records(b, b->n_records + 1);
     uint32_t base = b->n_records;
-    const uint32_t big_bytes = 48u << 20;
+    const uint32_t big_bytes = 16u << 20;
     uint8_t *big = malloc(big_bytes);
     assert_non_null(big);
     memset(big, 0xab, big_bytes);
