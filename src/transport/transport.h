@@ -60,14 +60,16 @@ typedef struct transport_options {
     uint64_t local_id;        /* this member's id */
     const char *listen_url;   /* "http://127.0.0.1:2380"; port 0 = pick one
                                  (transport_listen_port) */
-    const char *snapshot_dir; /* existing dir where received snapshot bodies are written */
+    const char *snapshot_dir; /* existing dir where received snapshot bodies are written;
+                                 NULL: incoming snapshots are refused */
     /* A message arrived. msg and everything it points to is borrowed for the call. For
        RAFT_MSG_SNAPSHOT, snapshot_path names the fully received, fsynced body file in
        snapshot_dir; the callee owns the file from then on (renames or unlinks it). NULL
        otherwise. */
     void (*on_message)(void *ctx, uint64_t group_id, const struct raft_msg *msg,
                        const char *snapshot_path);
-    /* The stream to a peer broke (connect failed, reset, timeout): raft_report_unreachable. */
+    /* The stream to a peer broke (connect failed, reset, timeout): raft_report_unreachable.
+       Called for each group sent to that peer (the first 16 groups seen). */
     void (*on_unreachable)(void *ctx, uint64_t group_id, uint64_t peer_id);
     /* Sender side of snapshots: a RAFT_MSG_SNAPSHOT's snapshot.data is a small descriptor
        chosen by the server; the transport asks for the body to stream: return an open fd
@@ -79,14 +81,17 @@ typedef struct transport_options {
     void *ctx;
     uint32_t queue_msgs_max;     /* per peer; 0 = 4096. A full queue drops (Raft retries). */
     uint64_t queue_bytes_max;    /* per peer; 0 = 64 MiB */
-    uint32_t frame_bytes_max;    /* largest frame accepted; 0 = 64 MiB */
+    uint32_t frame_bytes_max;    /* largest frame accepted; 0 = 64 MiB; at least 4096 */
     const char *test_fault_file; /* TEST-ONLY, NULL in production: each line a peer id in
                                     16-digit hex; traffic to and from them is dropped */
 } transport_options;
 
-/* Binds and listens on listen_url. On failure returns an error and writes a
- * one-line reason into errbuf. *out is owned by the caller (transport_stop,
- * then transport_destroy). The options' strings are copied. */
+/* Binds and listens on listen_url. On failure returns an error (FL_ERR_INVALID
+ * for bad options, FL_ERR_UNAVAILABLE if the address cannot be bound), writes
+ * a one-line reason into errbuf, and leaves the caller nothing to free (a
+ * listener already opened is closed through the loop, which frees the rest
+ * when it next runs). On success *out is owned by the caller
+ * (transport_stop, then transport_destroy). The options' strings are copied. */
 fl_err transport_create(uv_loop_t *loop, const transport_options *o, transport **out, char *errbuf,
                         size_t errbuf_len);
 /* The port actually bound (useful with port 0). */
@@ -114,7 +119,7 @@ typedef struct transport_stats {
     uint64_t received;   /* messages delivered to on_message */
     uint64_t dropped;    /* messages dropped: full queue, broken stream, fault file */
     uint64_t bad_frames; /* connections closed for what they sent */
-    uint64_t connects;   /* outgoing message streams that completed the handshake */
+    uint64_t connects;   /* outgoing streams that completed the handshake (2 per peer) */
     uint64_t snapshots_sent;
     uint64_t snapshots_received;
 } transport_stats;
