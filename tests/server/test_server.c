@@ -1694,11 +1694,13 @@ static void test_checkpoint_sigkill(void **state)
             ckpt_wave(c, round * CKPT_WAVE, cr);
         server_stats st;
         server_get_stats(c->srv, &st);
-        for (int i = 0; i < 400 && st.checkpoints < 8; i++) {
+        /* a request while a sync runs is dropped (folded into the next), so
+         * under load there are fewer than 1000 / CKPT_EVERY: ask for a few */
+        for (int i = 0; i < 2000 && st.checkpoints < 3; i++) {
             usleep(5000);
             server_get_stats(c->srv, &st);
         }
-        if (st.checkpoints < 8)
+        if (st.checkpoints < 3)
             _exit(4);
         /* 30 more, fewer than the interval: past the last checkpoint */
         int completed = 0;
