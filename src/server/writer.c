@@ -165,7 +165,7 @@ static fl_err append_with_retry(writer *w, writer_batch *b)
             pthread_mutex_unlock(&w->mu);
             return FL_OK;
         }
-        if (err != FL_ERR_NOSPACE && err != FL_ERR_IO) {
+        if (err != FL_ERR_NOSPACE && err != FL_ERR_IO && !(w->stop && w->stalled)) {
             pthread_mutex_unlock(&w->mu);
             return err; /* TOO_LARGE / INVALID: a broken invariant upstream */
         }

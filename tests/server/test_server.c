@@ -1,8 +1,12 @@
-/* Unit tests for src/server: the write path (group commit, bounds,
- * callbacks never re-entrant), recovery (WAL replay past the applied index,
- * a SIGKILLed member), identity, WAL disk-full handling, corrupt WAL
- * detection, checkpoints (WAL release, bounded WAL, gap refused at start-up) — all with the real
- * wal and mvcc in a temp dir on a uv loop. */
+/* Unit tests for src/server, a member that is a Raft node: the write path
+ * (group commit, bounds, callbacks never re-entrant), the log of a new member
+ * (etcd 3.4's indexes and revisions), recovery (committed entries past LMDB's
+ * applied index replayed, a SIGKILLed member), identity checked against the
+ * flags, WAL disk-full handling (appends retried, new writes refused, the
+ * stuck ones time out), corrupt WAL detection, checkpoints (WAL release,
+ * bounded WAL, gap refused at start-up) — all with the real wal and mvcc in
+ * a temp dir on a uv loop. Expectations about indexes are computed from the
+ * member's status before and after, not from the old one-entry-per-write log. */
 #include <errno.h>
 #include <dirent.h>
 #include <fcntl.h>
@@ -24,6 +28,7 @@
 #include <cmocka.h>
 
 #include "mvcc/mvcc.h"
+#include "server/entry.h"
 #include "server/server.h"
 #include "wal/wal.h"
 
@@ -134,10 +139,72 @@ static fl_err put(fixture *f, const char *key, const char *value, write_result *
     return err;
 }
 
+/* Every wait has a deadline: a hang fails the test (with what it waited
+ * for) instead of blocking CTest until its timeout. Generous, because the
+ * machine is shared and ASan is slow. */
+#define WAIT_MS_MAX 60000u
+
+static uint64_t now_ms(void)
+{
+    return uv_hrtime() / 1000000u;
+}
+
 static void wait_for(fixture *f, const int *completed, int target)
 {
-    while (*completed < target)
+    uint64_t deadline = now_ms() + WAIT_MS_MAX;
+    while (*completed < target) {
+        if (now_ms() > deadline)
+            fail_msg("waited %u ms for %d answers, got %d", WAIT_MS_MAX, target, *completed);
         uv_run(&f->loop, UV_RUN_ONCE);
+    }
+}
+
+/* Runs the loop until the member leads, has applied everything in its log,
+ * and its PUBLISH (name + client URLs) is in the applied member table: the
+ * start-up entries (the leader's empty entry, PUBLISH, VERSION on a new
+ * cluster) are then behind it, so the next write is the next index.
+ * (The start-up proposals are queued while server_create elects the lone
+ * member and flushed at the next loop turn, before anything past the
+ * create-time state can be applied: applied == raft_index cannot hold
+ * in between.) */
+static void settle(fixture *f, server_status *out)
+{
+    uint64_t deadline = now_ms() + WAIT_MS_MAX;
+    for (;;) {
+        server_status st;
+        server_get_status(f->srv, &st);
+        server_header h;
+        server_get_header(f->srv, &h);
+        const server_member *members;
+        size_t count;
+        server_get_members(f->srv, &members, &count);
+        bool published = false;
+        for (size_t i = 0; i < count; i++)
+            if (members[i].id == h.member_id && members[i].client_urls_count > 0)
+                published = true;
+        if (published && st.leader_id == h.member_id && st.raft_applied_index == st.raft_index) {
+            if (out)
+                *out = st;
+            return;
+        }
+        if (now_ms() > deadline)
+            fail_msg("member did not settle: leader=%016" PRIx64 " published=%d index=%" PRIu64
+                     " applied=%" PRIu64,
+                     st.leader_id, published, st.raft_index, st.raft_applied_index);
+        uv_run(&f->loop, UV_RUN_ONCE);
+    }
+}
+
+/* server_create must fail with `want` and a message containing `text`. */
+static void expect_refused(fixture *f, fl_err want, const char *text)
+{
+    char msg[1024] = "";
+    server *srv = NULL;
+    fl_err rc = server_create(&f->loop, &f->options, &srv, msg, sizeof msg);
+    print_message("refused (%s): %s\n", fl_err_name(rc), msg);
+    assert_int_equal(rc, want);
+    assert_null(srv);
+    assert_non_null(strstr(msg, text));
 }
 
 static int64_t put_sync(fixture *f, const char *key, const char *value, fl_err *err_out)
@@ -166,19 +233,25 @@ static void on_read(void *ctx, fl_err err, mvcc_range_result *result)
     r->result = result;
 }
 
-/* Reads one key; returns its value (malloc'ed, caller frees) or NULL. */
-static char *get(fixture *f, const char *key, int64_t *mod_revision)
+/* Reads one key, linearizable or serializable; returns its value
+ * (malloc'ed, caller frees) or NULL. */
+static char *get_ex(fixture *f, const char *key, int64_t *mod_revision, bool serializable)
 {
     read_result r = {0};
     mvcc_range_req req = {.key = {(const uint8_t *)key, strlen(key)}};
     in_call_flag = 1;
-    assert_int_equal(server_range(f->srv, &req, false, on_read, &r), FL_OK);
+    assert_int_equal(server_range(f->srv, &req, serializable, on_read, &r), FL_OK);
     in_call_flag = 0;
     assert_int_equal(r.calls, 0); /* never from inside the call */
-    while (r.calls == 0)
+    uint64_t deadline = now_ms() + WAIT_MS_MAX;
+    while (r.calls == 0) {
+        if (now_ms() > deadline)
+            fail_msg("read of %s not answered in %u ms", key, WAIT_MS_MAX);
         uv_run(&f->loop, UV_RUN_ONCE);
+    }
     assert_int_equal(r.calls, 1);
-    assert_int_equal(r.err, FL_OK);
+    if (r.err != FL_OK)
+        fail_msg("read of %s: %s", key, fl_err_name(r.err));
     char *value = NULL;
     if (r.result->kvs_count == 1) {
         value = strndup((const char *)r.result->kvs[0].value.data, r.result->kvs[0].value.len);
@@ -190,9 +263,14 @@ static char *get(fixture *f, const char *key, int64_t *mod_revision)
     return value;
 }
 
-static void assert_value(fixture *f, const char *key, const char *want)
+static char *get(fixture *f, const char *key, int64_t *mod_revision)
 {
-    char *got = get(f, key, NULL);
+    return get_ex(f, key, mod_revision, false);
+}
+
+static void assert_value_ex(fixture *f, const char *key, const char *want, bool serializable)
+{
+    char *got = get_ex(f, key, NULL, serializable);
     if (!want) {
         assert_null(got);
         return;
@@ -202,13 +280,47 @@ static void assert_value(fixture *f, const char *key, const char *want)
     free(got);
 }
 
+static void assert_value(fixture *f, const char *key, const char *want)
+{
+    assert_value_ex(f, key, want, false);
+}
+
+/* Sends a linearizable read of key and runs the loop until it is answered
+ * (bounded); returns the error it got (the result, if any, is freed). */
+static fl_err linearizable_read_err(fixture *f, const char *key)
+{
+    read_result r = {0};
+    mvcc_range_req req = {.key = {(const uint8_t *)key, strlen(key)}};
+    assert_int_equal(server_range(f->srv, &req, false, on_read, &r), FL_OK);
+    uint64_t deadline = now_ms() + WAIT_MS_MAX;
+    while (r.calls == 0) {
+        if (now_ms() > deadline)
+            fail_msg("linearizable read of %s never answered", key);
+        uv_run(&f->loop, UV_RUN_ONCE);
+    }
+    assert_int_equal(r.calls, 1);
+    if (r.result) {
+        mvcc_range_result_free(r.result);
+        free(r.result);
+    }
+    return r.err;
+}
+
 /* ---- tests -------------------------------------------------------------- */
 
-/* Many writes queued at once: all answered in order, fewer fsyncs than writes. */
+/* Many writes queued at once: all answered in order, far fewer fsyncs than
+ * writes (the proposals of one loop turn are one ready, one writer batch,
+ * one fdatasync; batches queued while the writer syncs share the next). */
 static void test_group_commit(void **state)
 {
     fixture *f = *state;
     start(f);
+    server_status st0;
+    settle(f, &st0);
+    server_header h0;
+    server_get_header(f->srv, &h0);
+    server_stats s0;
+    server_get_stats(f->srv, &s0);
     enum { N = 3000 };
     write_result *results = calloc(N, sizeof *results);
     int completed = 0;
@@ -223,44 +335,124 @@ static void test_group_commit(void **state)
     for (int i = 0; i < N; i++) {
         assert_int_equal(results[i].calls, 1);
         assert_int_equal(results[i].err, FL_OK);
-        assert_int_equal(results[i].revision, 2 + i); /* log order = submit order */
+        assert_int_equal(results[i].revision, h0.revision + 1 + i); /* log order = submit order */
     }
     server_stats stats;
     server_get_stats(f->srv, &stats);
-    assert_int_equal(stats.writes_acked, N);
+    assert_int_equal(stats.writes_acked - s0.writes_acked, N);
     assert_int_equal(stats.writes_pending, 0);
-    print_message("group commit: %d writes, %" PRIu64 " fsyncs\n", N, stats.wal_syncs);
-    assert_true(stats.wal_syncs >= 1);
-    assert_true(stats.wal_syncs < N / 2); /* group commit: one fsync covers many writes */
-    assert_int_equal(stats.wal_syncs, stats.wal_batches);
+    uint64_t syncs = stats.wal_syncs - s0.wal_syncs;
+    print_message("group commit: %d writes, %" PRIu64 " fsyncs, %" PRIu64 " WAL batches\n", N,
+                  syncs, stats.wal_batches - s0.wal_batches);
+    assert_true(syncs >= 1);
+    assert_true(syncs <= N / 100); /* group commit: one fsync covers many writes */
+    /* a batch that only moves the commit index is written, not synced */
+    assert_true(stats.wal_syncs <= stats.wal_batches);
     server_status status;
     server_get_status(f->srv, &status);
-    assert_int_equal(status.raft_index, N);
+    assert_int_equal(status.raft_index, st0.raft_index + N); /* one entry per write */
+    assert_int_equal(status.raft_applied_index, status.raft_index);
+    assert_int_equal(status.raft_term, st0.raft_term); /* no election meanwhile */
     assert_string_equal(status.version, SERVER_ETCD_API_VERSION);
     assert_true(status.db_size_bytes > 0);
     server_header header;
     server_get_header(f->srv, &header);
-    assert_int_equal(header.revision, N + 1);
+    assert_int_equal(header.revision, h0.revision + N);
     assert_value(f, "k00000", "v0");
     assert_value(f, "k02999", "v2999");
     free(results);
     stop(f);
 }
 
-/* One write at a time: each gets its own fsync (nothing to group). */
+/* One write at a time: each gets exactly one fsync (its entry); the ready
+ * that then only moves the commit index is written without one. */
 static void test_sequential_writes_sync_each(void **state)
 {
     fixture *f = *state;
     start(f);
+    settle(f, NULL);
+    server_header h0;
+    server_get_header(f->srv, &h0);
+    server_stats s0;
+    server_get_stats(f->srv, &s0);
     fl_err err;
     for (int i = 0; i < 20; i++) {
         int64_t rev = put_sync(f, "same", "x", &err);
         assert_int_equal(err, FL_OK);
-        assert_int_equal(rev, 2 + i);
+        assert_int_equal(rev, h0.revision + 1 + i);
     }
     server_stats stats;
     server_get_stats(f->srv, &stats);
-    assert_int_equal(stats.wal_syncs, 20);
+    print_message("sequential: 20 writes, %" PRIu64 " fsyncs, %" PRIu64 " WAL batches\n",
+                  stats.wal_syncs - s0.wal_syncs, stats.wal_batches - s0.wal_batches);
+    assert_int_equal(stats.wal_syncs - s0.wal_syncs, 20);
+    /* and the commit-only readies were written: more batches than syncs */
+    assert_true(stats.wal_batches - s0.wal_batches > 20);
+    stop(f);
+}
+
+/* The log of a new single member is etcd 3.4's: index 1 the initial
+ * configuration (term 1), index 2 the first leader's empty entry (term 2),
+ * then its PUBLISH and the cluster VERSION, so three puts end at raft index
+ * 7 and revision 4 (what etcd 3.4 reports). A restart adds the new leader's
+ * empty entry and a PUBLISH (the version is set already) in term 3. */
+static void test_new_member_log(void **state)
+{
+    fixture *f = *state;
+    start(f);
+    server_status st;
+    settle(f, &st);
+    server_header h;
+    server_get_header(f->srv, &h);
+    print_message("new member: index=%" PRIu64 " applied=%" PRIu64 " term=%" PRIu64
+                  " revision=%" PRId64 "\n",
+                  st.raft_index, st.raft_applied_index, st.raft_term, h.revision);
+    assert_int_equal(st.raft_index, 4);
+    assert_int_equal(st.raft_term, 2);
+    assert_int_equal(st.leader_id, h.member_id);
+    assert_int_equal(h.raft_term, 2);
+    assert_int_equal(h.revision, 1); /* the start-up entries are no MVCC writes */
+    server_stats stats;
+    server_get_stats(f->srv, &stats);
+    assert_int_equal(stats.term, 2);
+    assert_int_equal(stats.leader_id, h.member_id);
+    assert_int_equal(stats.leader_changes, 1);
+    assert_int_equal(stats.forwarded, 0);
+    assert_int_equal(stats.replayed, 0);
+    const server_member *members;
+    size_t count;
+    server_get_members(f->srv, &members, &count);
+    assert_int_equal(count, 1);
+    assert_int_equal(members[0].client_urls_count, 1); /* published */
+    assert_string_equal(members[0].client_urls[0], "http://localhost:2379");
+    fl_err err;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(put_sync(f, "foo", "bar", &err), 2 + i);
+        assert_int_equal(err, FL_OK);
+    }
+    server_get_status(f->srv, &st);
+    server_get_header(f->srv, &h);
+    assert_int_equal(st.raft_index, 7);
+    assert_int_equal(st.raft_applied_index, 7);
+    assert_int_equal(h.revision, 4);
+    stop(f);
+
+    start(f);
+    server_status st2;
+    settle(f, &st2);
+    server_get_header(f->srv, &h);
+    server_get_stats(f->srv, &stats);
+    print_message("restarted: index=%" PRIu64 " term=%" PRIu64 "\n", st2.raft_index, st2.raft_term);
+    assert_int_equal(st2.raft_term, st.raft_term + 1);
+    assert_int_equal(h.raft_term, st2.raft_term);
+    assert_int_equal(stats.term, st2.raft_term);
+    assert_int_equal(st2.raft_index, st.raft_index + 2);
+    assert_int_equal(stats.replayed, 0); /* a clean stop applied everything */
+    assert_int_equal(h.revision, 4);
+    assert_int_equal(put_sync(f, "foo", "baz", &err), 5);
+    assert_int_equal(err, FL_OK);
+    server_get_status(f->srv, &st);
+    assert_int_equal(st.raft_index, st2.raft_index + 1);
     stop(f);
 }
 
@@ -284,32 +476,71 @@ static void test_validation_and_bounds(void **state)
     stop(f);
 }
 
-/* A write accepted before stop is still answered, exactly once. */
+/* A write accepted before stop is answered exactly once, FL_OK or
+ * FL_ERR_STOPPED (which claims nothing: the entry may be in the log). The
+ * writes are in the log in submit order, so after a restart the keys that
+ * made it are a prefix of the submitted ones, and each has its value. */
 static void test_stop_answers_pending(void **state)
 {
     fixture *f = *state;
     start(f);
+    settle(f, NULL);
     enum { N = 200 };
     write_result r[N];
     int completed = 0;
-    for (int i = 0; i < N; i++)
-        assert_int_equal(put(f, "p", "v", &r[i], &completed), FL_OK);
+    char key[32];
+    for (int round = 0; round < 2; round++) {
+        /* half before a loop turn (proposed, handed to the writer), half after */
+        for (int i = round * N / 2; i < (round + 1) * N / 2; i++) {
+            snprintf(key, sizeof key, "p%03d", i);
+            assert_int_equal(put(f, key, "v", &r[i], &completed), FL_OK);
+        }
+        if (round == 0)
+            uv_run(&f->loop, UV_RUN_NOWAIT);
+    }
+    int answered_before_stop = completed;
     int stopped = 0;
     server_stop(f->srv, on_stopped, &stopped);
     write_result late;
     assert_int_equal(put(f, "p", "v", &late, &completed), FL_ERR_STOPPED);
-    while (!stopped)
+    uint64_t deadline = now_ms() + WAIT_MS_MAX;
+    while (!stopped) {
+        if (now_ms() > deadline)
+            fail_msg("stop did not finish");
         uv_run(&f->loop, UV_RUN_ONCE);
+    }
     assert_int_equal(completed, N);
+    int ok = 0;
     for (int i = 0; i < N; i++) {
         assert_int_equal(r[i].calls, 1);
         assert_true(r[i].err == FL_OK || r[i].err == FL_ERR_STOPPED);
+        ok += r[i].err == FL_OK;
     }
     server_destroy(f->srv);
     f->srv = NULL;
+    start(f);
+    int present = 0;
+    for (int i = 0; i < N; i++) {
+        snprintf(key, sizeof key, "p%03d", i);
+        char *v = get(f, key, NULL);
+        if (v) {
+            assert_string_equal(v, "v");
+            assert_int_equal(present, i); /* a prefix: no gap in submit order */
+            present++;
+            free(v);
+        } else {
+            assert_int_not_equal(r[i].err, FL_OK); /* an acknowledged write is there */
+        }
+    }
+    print_message("stop: %d answered before stop, %d OK, %d in the log after restart\n",
+                  answered_before_stop, ok, present);
+    assert_true(present >= ok);
+    stop(f);
 }
 
-/* Identity: nonzero, deterministic from the flags, kept across restarts. */
+/* Identity: nonzero, deterministic from the flags, kept across restarts,
+ * and checked against the flags: a data dir of another member (name, peer
+ * URLs, cluster token) is refused, and accepted again with the right flags. */
 static void test_identity_stable(void **state)
 {
     fixture *f = *state;
@@ -324,20 +555,37 @@ static void test_identity_stable(void **state)
     assert_int_equal(count, 1);
     assert_int_equal(members[0].id, h1.member_id);
     assert_string_equal(members[0].name, "t");
+    assert_int_equal(members[0].peer_urls_count, 1);
     assert_string_equal(members[0].peer_urls[0], "http://localhost:2380");
+    assert_false(members[0].is_learner);
     stop(f);
-    /* the same flags elsewhere give the same ids, another token other ids */
-    f->options.initial_cluster_token = "other";
-    start(f); /* same data dir: the stored identity wins */
+
+    f->options.initial_cluster_token = "other"; /* another member id and cluster id */
+    expect_refused(f, FL_ERR_INVALID, "belongs to member");
+    f->options.initial_cluster_token = NULL;
+    f->options.name = "u";
+    expect_refused(f, FL_ERR_INVALID, "belongs to the member named \"t\"");
+    f->options.name = "t";
+    f->options.initial_advertise_peer_urls = "http://127.0.0.1:2390";
+    expect_refused(f, FL_ERR_INVALID, "belongs to member");
+    f->options.initial_advertise_peer_urls = NULL;
+    /* the same cluster of one spelled out in --initial-cluster is the same member */
+    f->options.initial_cluster = "t=http://localhost:2380";
+    start(f);
     server_header h2;
     server_get_header(f->srv, &h2);
     assert_int_equal(h2.member_id, h1.member_id);
     assert_int_equal(h2.cluster_id, h1.cluster_id);
     stop(f);
+    f->options.initial_cluster = NULL;
+
+    /* the same flags elsewhere give the same ids, another token other ids */
+    f->options.initial_cluster_token = "other";
     snprintf(f->data, sizeof f->data, "%s/data2", f->dir);
     start(f);
     server_get_header(f->srv, &h2);
     assert_int_not_equal(h2.member_id, h1.member_id);
+    assert_int_not_equal(h2.cluster_id, h1.cluster_id);
     stop(f);
     f->options.initial_cluster_token = NULL;
     snprintf(f->data, sizeof f->data, "%s/data3", f->dir);
@@ -346,6 +594,13 @@ static void test_identity_stable(void **state)
     assert_int_equal(h2.member_id, h1.member_id);
     assert_int_equal(h2.cluster_id, h1.cluster_id);
     stop(f);
+    /* a --initial-cluster that does not name this member with its URLs */
+    snprintf(f->data, sizeof f->data, "%s/data4", f->dir);
+    f->options.initial_cluster = "t=http://localhost:2381";
+    expect_refused(f, FL_ERR_INVALID, "must name the same URLs");
+    f->options.initial_cluster = "x=http://localhost:2380";
+    expect_refused(f, FL_ERR_INVALID, "no member named");
+    f->options.initial_cluster = NULL;
 }
 
 /* A second member on the same data dir is refused. */
@@ -360,58 +615,110 @@ static void test_data_dir_locked(void **state)
     stop(f);
 }
 
-/* Entries in the WAL past LMDB's applied index are replayed at start. */
-static void test_replay_past_applied(void **state)
+/* Appends puts keys[i]=values[i] to the stopped member's WAL, as entries of
+ * its last term in the entry envelope (kind MVCC, a request id no waiter has).
+ * commit: the hard state's commit covers them (a crash after the WAL's fsync
+ * and before LMDB's commit leaves that), else the old one is kept (appended,
+ * never committed). Returns the index of the first. */
+static uint64_t append_puts(fixture *f, const wal_options *wopts, const char *const *keys,
+                            const char *const *values, size_t n, bool commit)
 {
-    fixture *f = *state;
-    start(f);
-    fl_err err;
-    for (int i = 0; i < 10; i++)
-        put_sync(f, "r", "old", &err);
-    assert_int_equal(err, FL_OK);
-    stop(f);
-
-    /* append two more entries behind the member's back, as a crash between
-     * the WAL fsync and the LMDB commit would leave them */
+    enum { MAX = 4 };
+    assert_true(n <= MAX);
     char wal_dir[400];
     snprintf(wal_dir, sizeof wal_dir, "%s/wal", f->data);
     wal *log = NULL;
     wal_recovery_info info;
-    assert_int_equal(wal_open(wal_dir, NULL, &log, &info, NULL, 0), FL_OK);
-    assert_int_equal(info.last_index, 10);
-    wal_entry entries[2];
-    uint8_t *payloads[2];
-    const char *values[2] = {"new", "newer"};
-    for (int i = 0; i < 2; i++) {
+    assert_int_equal(wal_open(wal_dir, wopts, &log, &info, NULL, 0), FL_OK);
+    assert_true(info.has_hard_state);
+    assert_true(info.last_index > 0);
+    wal_entry entries[MAX];
+    uint8_t *data[MAX];
+    for (size_t i = 0; i < n; i++) {
         mvcc_request req = {.type = MVCC_REQ_PUT};
-        req.u.put.key = (mvcc_bytes){(const uint8_t *)"r", 1};
+        req.u.put.key = (mvcc_bytes){(const uint8_t *)keys[i], strlen(keys[i])};
         req.u.put.value = (mvcc_bytes){(const uint8_t *)values[i], strlen(values[i])};
-        size_t len;
-        assert_int_equal(mvcc_request_encode(&req, &payloads[i], &len), FL_OK);
-        entries[i] = (wal_entry){.index = 11 + (uint64_t)i,
-                                 .term = 1,
+        uint8_t *payload = NULL;
+        size_t payload_len = 0, len = 0;
+        assert_int_equal(mvcc_request_encode(&req, &payload, &payload_len), FL_OK);
+        assert_int_equal(entry_encode(ENTRY_MVCC, 0x7e57000000000000ull + i, payload, payload_len,
+                                      &data[i], &len),
+                         FL_OK);
+        free(payload);
+        entries[i] = (wal_entry){.index = info.last_index + 1 + i,
+                                 .term = info.hard_state.term,
                                  .type = WAL_ENTRY_NORMAL,
-                                 .data = payloads[i],
+                                 .data = data[i],
                                  .len = len};
     }
-    assert_int_equal(wal_append_batch(log, entries, 2, NULL), FL_OK);
+    wal_hard_state hs = info.hard_state;
+    if (commit)
+        hs.commit = info.last_index + n;
+    assert_int_equal(wal_append_batch(log, entries, n, &hs), FL_OK);
     assert_int_equal(wal_sync(log), FL_OK);
     wal_close(log);
-    free(payloads[0]);
-    free(payloads[1]);
+    for (size_t i = 0; i < n; i++)
+        free(data[i]);
+    return info.last_index + 1;
+}
+
+/* Committed entries in the WAL past LMDB's applied index are applied at
+ * start (counted in stats.replayed); an entry appended but never committed
+ * is not replayed, and a lone member's new leadership commits it. */
+static void test_replay_past_applied(void **state)
+{
+    fixture *f = *state;
+    start(f);
+    settle(f, NULL);
+    fl_err err;
+    for (int i = 0; i < 10; i++)
+        put_sync(f, "r", "old", &err);
+    assert_int_equal(err, FL_OK);
+    server_header h0;
+    server_get_header(f->srv, &h0);
+    server_status st0;
+    server_get_status(f->srv, &st0);
+    stop(f);
+
+    const char *keys[2] = {"r", "r"}, *values[2] = {"new", "newer"};
+    uint64_t first = append_puts(f, NULL, keys, values, 2, true);
+    assert_int_equal(first, st0.raft_index + 1);
 
     start(f);
     server_stats stats;
     server_get_stats(f->srv, &stats);
-    assert_int_equal(stats.replayed, 2);
+    assert_int_equal(stats.replayed, 2); /* applied inside server_create */
+    server_status st;
+    server_get_status(f->srv, &st);
+    assert_true(st.raft_applied_index >= first + 1);
     int64_t mod = 0;
     char *v = get(f, "r", &mod);
     assert_string_equal(v, "newer");
     free(v);
-    assert_int_equal(mod, 13);
-    int64_t rev = put_sync(f, "r", "after", &err); /* the index counter continues */
+    assert_int_equal(mod, h0.revision + 2);
+    settle(f, &st);
+    int64_t rev = put_sync(f, "r", "after", &err); /* revisions and indexes continue */
     assert_int_equal(err, FL_OK);
-    assert_int_equal(rev, 14);
+    assert_int_equal(rev, h0.revision + 3);
+    server_status st1;
+    server_get_status(f->srv, &st1);
+    assert_int_equal(st1.raft_index, st.raft_index + 1);
+    stop(f);
+
+    /* appended, not committed: no replay; the restarted leader's empty entry
+     * commits it (a lone member is its own quorum), so it is applied */
+    const char *k2[1] = {"u"}, *v2[1] = {"uncommitted"};
+    append_puts(f, NULL, k2, v2, 1, false);
+    start(f);
+    server_get_stats(f->srv, &stats);
+    assert_int_equal(stats.replayed, 0);
+    settle(f, NULL);
+    mod = 0;
+    v = get(f, "u", &mod);
+    assert_non_null(v);
+    assert_string_equal(v, "uncommitted");
+    free(v);
+    assert_int_equal(mod, h0.revision + 4);
     stop(f);
     start(f);
     server_get_stats(f->srv, &stats);
@@ -478,6 +785,14 @@ static void test_sigkill_recovery(void **state)
 /* ---- disk full through the wal's test seam -------------------------------- */
 
 static int disk_full; /* read by the hook on the writer thread; set only while idle */
+static int fatal_count;
+
+static void on_fatal_count(void *ctx, fl_err err, const char *reason)
+{
+    (void)ctx;
+    print_message("fatal: %s: %s\n", fl_err_name(err), reason);
+    fatal_count++;
+}
 
 static ssize_t hook_pwrite(void *ctx, int fd, const void *buf, size_t len, off_t offset)
 {
@@ -492,36 +807,200 @@ static ssize_t hook_pwrite(void *ctx, int fd, const void *buf, size_t len, off_t
     return pwrite(fd, buf, len, offset);
 }
 
+/* Tries a put on every loop turn until server_write stops refusing it with
+ * FL_ERR_NOSPACE; returns that result (the put is then accepted or refused
+ * for another reason). */
+static fl_err put_when_room(fixture *f, const char *key, const char *value, write_result *r,
+                            int *completed)
+{
+    uint64_t deadline = now_ms() + WAIT_MS_MAX;
+    for (int tries = 0;; tries++) {
+        fl_err err = put(f, key, value, r, completed);
+        if (err != FL_ERR_NOSPACE) {
+            print_message("put %s accepted after %d refusals\n", key, tries);
+            return err;
+        }
+        if (now_ms() > deadline)
+            fail_msg("writes still refused with nospace after %u ms", WAIT_MS_MAX);
+        uv_run(&f->loop, UV_RUN_ONCE);
+    }
+}
+
+/* The WAL's disk fills up: the write whose entry is already in Raft's log
+ * waits while the writer retries the append and times out
+ * (FL_ERR_TIMEOUT: outcome unknown); new writes are refused at once with
+ * FL_ERR_NOSPACE; reads go on; once space returns the same member (no
+ * restart) appends the stuck entry, applies it, and takes writes again. */
 static void test_wal_disk_full(void **state)
 {
     fixture *f = *state;
     static const wal_test_hooks hooks = {.pwrite = hook_pwrite};
     f->options.wal_test_hooks = &hooks;
+    f->options.request_timeout_ms = 1000;
     start(f);
+    settle(f, NULL);
     fl_err err;
-    assert_int_equal(put_sync(f, "a", "1", &err), 2);
+    server_header h0;
+    server_get_header(f->srv, &h0);
+    assert_int_equal(put_sync(f, "a", "1", &err), h0.revision + 1);
     assert_int_equal(err, FL_OK);
+    server_status st1;
+    server_get_status(f->srv, &st1);
+
     __atomic_store_n(&disk_full, 1, __ATOMIC_SEQ_CST);
-    put_sync(f, "b", "lost", &err);
-    assert_int_equal(err, FL_ERR_NOSPACE);
-    put_sync(f, "a", "lost", &err);
-    assert_int_equal(err, FL_ERR_NOSPACE);
-    assert_value(f, "a", "1"); /* reads still work */
+    write_result stuck;
+    int stuck_done = 0;
+    assert_int_equal(put(f, "b", "stuck", &stuck, &stuck_done), FL_OK);
+    uint64_t t0 = now_ms();
+    wait_for(f, &stuck_done, 1);
+    print_message("stuck write answered %s after %" PRIu64 " ms\n", fl_err_name(stuck.err),
+                  now_ms() - t0);
+    assert_int_equal(stuck.err, FL_ERR_TIMEOUT);
+    server_stats stats;
+    server_get_stats(f->srv, &stats);
+    assert_int_equal(stats.writes_pending, 0);
+    write_result refused;
+    int refused_done = 0;
+    assert_int_equal(put(f, "c", "refused", &refused, &refused_done), FL_ERR_NOSPACE);
+    assert_int_equal(put(f, "a", "refused", &refused, &refused_done), FL_ERR_NOSPACE);
+    server_status st;
+    server_get_status(f->srv, &st);
+    assert_int_equal(st.raft_index, st1.raft_index + 1); /* the stuck entry, in Raft's log */
+    assert_int_equal(st.raft_applied_index, st1.raft_applied_index);
+    assert_value(f, "a", "1"); /* linearizable reads still work */
     assert_value(f, "b", NULL);
+    read_result rr = {0};
+    mvcc_range_req req = {.key = {(const uint8_t *)"a", 1}};
+    assert_int_equal(server_range(f->srv, &req, true, on_read, &rr), FL_OK);
+    while (rr.calls == 0)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_int_equal(rr.err, FL_OK);
+    assert_int_equal(rr.result->kvs_count, 1); /* and serializable ones */
+    mvcc_range_result_free(rr.result);
+    free(rr.result);
+
     __atomic_store_n(&disk_full, 0, __ATOMIC_SEQ_CST);
-    int64_t rev = put_sync(f, "c", "3", &err); /* space is back */
-    assert_int_equal(err, FL_OK);
-    assert_int_equal(rev, 3); /* the failed writes took no revision and no index */
-    server_status status;
-    server_get_status(f->srv, &status);
-    assert_int_equal(status.raft_index, 2);
+    write_result r;
+    int completed = 0;
+    assert_int_equal(put_when_room(f, "c", "3", &r, &completed), FL_OK);
+    wait_for(f, &completed, 1);
+    assert_int_equal(r.err, FL_OK);
+    /* the stuck entry came first: it took the next revision */
+    assert_int_equal(r.revision, h0.revision + 3);
+    assert_value(f, "b", "stuck");
+    assert_int_equal(refused_done, 0); /* refused writes are never answered */
+    assert_int_equal(stuck.calls, 1);  /* nor is the timed-out one answered again */
+    server_get_status(f->srv, &st);
+    assert_int_equal(st.raft_index, st1.raft_index + 2); /* refused writes took no index */
+    assert_int_equal(st.raft_applied_index, st.raft_index);
     stop(f);
     f->options.wal_test_hooks = NULL;
-    start(f); /* the log is consistent: it opens and holds exactly what was acked */
+    start(f); /* the log is consistent: it opens and holds what was logged */
     assert_value(f, "a", "1");
-    assert_value(f, "b", NULL);
+    assert_value(f, "b", "stuck");
     assert_value(f, "c", "3");
-    assert_int_equal(put_sync(f, "d", "4", &err), 4);
+    settle(f, NULL);
+    assert_int_equal(put_sync(f, "d", "4", &err), h0.revision + 4);
+    assert_int_equal(err, FL_OK);
+    stop(f);
+}
+
+/* A pwrite hook for a deterministic interleaving: while disk_full is set
+ * every write fails with ENOSPC, and while hold_write is set the failing
+ * write first waits (bounded), with in_write set, so the test can queue more
+ * batches behind the one the writer is appending. */
+static int hold_write, in_write;
+
+static ssize_t hook_pwrite_held(void *ctx, int fd, const void *buf, size_t len, off_t offset)
+{
+    (void)ctx;
+    if (__atomic_load_n(&disk_full, __ATOMIC_SEQ_CST)) {
+        __atomic_store_n(&in_write, 1, __ATOMIC_SEQ_CST);
+        for (int i = 0; i < 60000 && __atomic_load_n(&hold_write, __ATOMIC_SEQ_CST); i++)
+            usleep(1000);
+        errno = ENOSPC;
+        return -1;
+    }
+    return pwrite(fd, buf, len, offset);
+}
+
+/* A stop while the WAL's disk is full, with a second batch queued behind the
+ * one the writer keeps retrying: the writer gives up (it cannot append the
+ * second without the first), the stop is clean (nothing fatal: nothing was
+ * lost or acked), both waiting writes are answered FL_ERR_STOPPED once, and
+ * a restart finds a clean log without them. */
+static void test_wal_disk_full_stop(void **state)
+{
+    fixture *f = *state;
+    static const wal_test_hooks hooks = {.pwrite = hook_pwrite_held};
+    f->options.wal_test_hooks = &hooks;
+    f->options.fatal = on_fatal_count;
+    fatal_count = 0;
+    start(f);
+    settle(f, NULL);
+    fl_err err;
+    assert_true(put_sync(f, "a", "1", &err) > 0);
+    assert_int_equal(err, FL_OK);
+    server_status st0;
+    server_get_status(f->srv, &st0);
+
+    __atomic_store_n(&in_write, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&hold_write, 1, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&disk_full, 1, __ATOMIC_SEQ_CST);
+    enum { MAX = 64 };
+    write_result r[MAX];
+    int completed = 0, accepted = 0;
+    assert_int_equal(put(f, "x", "first", &r[accepted++], &completed), FL_OK);
+    uint64_t deadline = now_ms() + WAIT_MS_MAX;
+    while (!__atomic_load_n(&in_write, __ATOMIC_SEQ_CST)) { /* the writer holds batch A */
+        if (now_ms() > deadline)
+            fail_msg("the writer never tried the append");
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+    /* not stalled yet: a second write is taken and its batch queued behind */
+    assert_int_equal(put(f, "y", "second", &r[accepted++], &completed), FL_OK);
+    server_status st;
+    do {
+        if (now_ms() > deadline)
+            fail_msg("the second entry was never handed to the writer");
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        server_get_status(f->srv, &st);
+    } while (st.raft_index < st0.raft_index + 2);
+    __atomic_store_n(&hold_write, 0, __ATOMIC_SEQ_CST); /* A's append fails now */
+    for (;;) {                                          /* until the member refuses */
+        assert_true(accepted < MAX);
+        fl_err rc = put(f, "z", "more", &r[accepted], &completed);
+        if (rc == FL_ERR_NOSPACE)
+            break;
+        assert_int_equal(rc, FL_OK);
+        accepted++;
+        if (now_ms() > deadline)
+            fail_msg("the writer never stalled");
+        uv_run(&f->loop, UV_RUN_ONCE);
+    }
+    print_message("stalled with %d writes waiting\n", accepted);
+    assert_int_equal(completed, 0); /* waiting (default timeout: seconds) */
+    stop(f);
+    __atomic_store_n(&disk_full, 0, __ATOMIC_SEQ_CST);
+    assert_int_equal(completed, accepted);
+    for (int i = 0; i < accepted; i++) {
+        assert_int_equal(r[i].calls, 1);
+        assert_int_equal(r[i].err, FL_ERR_STOPPED);
+    }
+    if (fatal_count != 0)
+        fail_msg("a stop while the WAL was full made the member fatal (%d): the writer appended "
+                 "a batch queued behind the one it gave up (wal: invalid index) and took that "
+                 "for a broken WAL",
+                 fatal_count);
+    f->options.wal_test_hooks = NULL;
+    start(f);
+    assert_value(f, "a", "1");
+    assert_value(f, "x", NULL); /* never made durable: cut, not half there */
+    assert_value(f, "y", NULL);
+    settle(f, NULL);
+    assert_true(put_sync(f, "x", "ok", &err) > 0);
+    assert_int_equal(err, FL_OK);
     stop(f);
 }
 
@@ -554,10 +1033,14 @@ static void test_wal_sync_failure_fatal(void **state)
     static const wal_test_hooks hooks = {.fdatasync = hook_fdatasync};
     f->options.wal_test_hooks = &hooks;
     f->options.fatal = on_fatal_sync;
+    f->options.request_timeout_ms = 1000;
     fatal_calls_sync = 0;
     start(f);
+    settle(f, NULL);
+    server_header h0;
+    server_get_header(f->srv, &h0);
     fl_err err;
-    assert_int_equal(put_sync(f, "s", "1", &err), 2);
+    assert_int_equal(put_sync(f, "s", "1", &err), h0.revision + 1);
     assert_int_equal(err, FL_OK);
     __atomic_store_n(&sync_fails, 1, __ATOMIC_SEQ_CST);
     put_sync(f, "s", "unknown", &err);
@@ -566,7 +1049,12 @@ static void test_wal_sync_failure_fatal(void **state)
     write_result r;
     int completed = 0;
     assert_int_equal(put(f, "s", "refused", &r, &completed), FL_ERR_IO);
-    assert_value(f, "s", "1"); /* reads still work */
+    assert_value_ex(f, "s", "1", true); /* serializable reads still work */
+    /* a linearizable read needs Raft, which a fatal member no longer runs:
+     * it must still be answered once (server.h says "reads still work") */
+    fl_err lin = linearizable_read_err(f, "s");
+    print_message("linearizable read after fatal: %s\n", fl_err_name(lin));
+    assert_true(lin == FL_OK || lin == FL_ERR_TIMEOUT);
     __atomic_store_n(&sync_fails, 0, __ATOMIC_SEQ_CST);
     stop(f);
     f->options.wal_test_hooks = NULL;
@@ -574,10 +1062,13 @@ static void test_wal_sync_failure_fatal(void **state)
     char *v = get(f, "s", NULL); /* "1", or the unknown write if it reached the disk */
     assert_non_null(v);
     assert_true(strcmp(v, "1") == 0 || strcmp(v, "unknown") == 0);
+    bool unknown_kept = strcmp(v, "unknown") == 0;
     free(v);
+    settle(f, NULL);
     int64_t rev = put_sync(f, "s", "2", &err);
     assert_int_equal(err, FL_OK);
-    assert_true(rev == 3 || rev == 4);
+    /* the next revision after what the restart found */
+    assert_int_equal(rev, h0.revision + (unknown_kept ? 3 : 2));
     stop(f);
     assert_int_equal(fatal_calls_sync, 1);
 }
@@ -640,6 +1131,8 @@ static void test_quota_exceeded(void **state)
     f->options.fatal = on_fatal;
     fatal_calls = 0;
     start(f);
+    server_status st0;
+    settle(f, &st0);
     write_result *r = calloc(BIG_N, sizeof *r);
     int refused = 0;
     int ok = put_big_values(f, r, FL_ERR_NO_SPACE_QUOTA, &refused);
@@ -649,7 +1142,8 @@ static void test_quota_exceeded(void **state)
     assert_int_equal(fatal_calls, 0);
     server_status status;
     server_get_status(f->srv, &status);
-    assert_int_equal(status.raft_index, BIG_N);
+    assert_int_equal(status.raft_index, st0.raft_index + BIG_N);
+    assert_int_equal(status.raft_applied_index, status.raft_index);
     assert_big_values(f, r);
     stop(f);
     start(f);
@@ -658,11 +1152,12 @@ static void test_quota_exceeded(void **state)
     free(r);
 }
 
-/* The LMDB map itself fills up (quota above the map): a batch that cannot
- * commit is redone entry by entry, so the writes that fit are applied and
- * answered, the others get FL_ERR_NO_SPACE_QUOTA; when LMDB cannot even
- * record an entry the member goes fatal without acking it. Every write
- * answered FL_OK is there after a restart with a bigger map. */
+/* The LMDB map itself fills up (quota above the map): that is a store
+ * failure (mvcc), not an answer: the LMDB batch is rolled back and the member
+ * goes fatal without acking any write of it (FL_ERR_IO); later writes get
+ * FL_ERR_IO at once; serializable reads still work. The failed entries are
+ * durable in the WAL: a restart with a bigger map replays them, and every
+ * write answered FL_OK is there. Writes go in waves so some commit first. */
 static void test_lmdb_map_full(void **state)
 {
     fixture *f = *state;
@@ -670,17 +1165,69 @@ static void test_lmdb_map_full(void **state)
     f->options.fatal = on_fatal;
     fatal_calls = 0;
     start(f);
+    settle(f, NULL);
+    enum { WAVE = 20 };
     write_result *r = calloc(BIG_N, sizeof *r);
-    int refused = 0;
-    int ok = put_big_values(f, r, FL_ERR_NO_SPACE_QUOTA, &refused);
-    print_message("map full: %d applied, %d refused, fatal=%d\n", ok, refused, fatal_calls);
-    assert_true(ok > 0);
-    assert_true(refused > 0 || fatal_calls > 0);
-    assert_big_values(f, r); /* reads still work */
+    int ok = 0, failed = 0, sent = 0;
+    char key[32];
+    while (sent < BIG_N && fatal_calls == 0) {
+        int completed = 0, n = 0;
+        for (; n < WAVE && sent + n < BIG_N; n++) {
+            int i = sent + n;
+            snprintf(key, sizeof key, "big%04d", i);
+            memset(big_values[i], 'a' + i % 26, BIG_VALUE);
+            big_values[i][BIG_VALUE] = '\0';
+            assert_int_equal(put(f, key, big_values[i], &r[i], &completed), FL_OK);
+        }
+        wait_for(f, &completed, n);
+        for (int i = sent; i < sent + n; i++) {
+            if (r[i].err == FL_OK)
+                ok++;
+            else if (r[i].err == FL_ERR_IO)
+                failed++;
+            else
+                fail_msg("write %d: %s", i, fl_err_name(r[i].err));
+        }
+        sent += n;
+    }
+    print_message("map full: %d applied, %d failed (io) of %d sent, fatal=%d\n", ok, failed, sent,
+                  fatal_calls);
+    assert_int_equal(fatal_calls, 1);
+    assert_true(ok > 0 && failed > 0);
+    write_result late;
+    int late_done = 0;
+    assert_int_equal(put(f, "late", "x", &late, &late_done), FL_ERR_IO);
+    for (int i = 0; i < sent; i++) { /* serializable reads still work */
+        snprintf(key, sizeof key, "big%04d", i);
+        if (r[i].err == FL_OK)
+            assert_value_ex(f, key, big_values[i], true);
+    }
+    server_status st;
+    server_get_status(f->srv, &st);
+    assert_non_null(strstr(st.error, "failed"));
     stop(f);
     f->options.backend_map_bytes = 64u << 20;
+    fatal_calls = 0;
     start(f); /* replays what LMDB could not take */
-    assert_big_values(f, r);
+    server_stats stats;
+    server_get_stats(f->srv, &stats);
+    int present = 0;
+    for (int i = 0; i < sent; i++) {
+        snprintf(key, sizeof key, "big%04d", i);
+        char *v = get(f, key, NULL);
+        if (r[i].err == FL_OK)
+            assert_non_null(v); /* acknowledged: there */
+        if (v) {
+            assert_string_equal(v, big_values[i]);
+            present++;
+            free(v);
+        }
+    }
+    print_message("after restart: replayed=%" PRIu64 ", %d of %d present\n", stats.replayed,
+                  present, sent);
+    assert_true(stats.replayed >= 1); /* at least the entry LMDB could not take */
+    assert_true(present > ok);
+    assert_int_equal(fatal_calls, 0);
     stop(f);
     free(r);
 }
@@ -768,8 +1315,15 @@ static void test_lmdb_disk_full(void **state)
     write_result r2;
     int completed2 = 0;
     assert_int_equal(put(f, "refused", "x", &r2, &completed2), FL_ERR_NOSPACE);
-    assert_value(f, "k00", value); /* reads work */
-    assert_value(f, key, NULL);    /* and see only what was answered */
+    assert_value_ex(f, "k00", value, true); /* serializable reads work */
+    assert_value_ex(f, key, NULL, true);    /* and see only what was applied */
+    /* a linearizable read's index is the commit index, which holds the
+     * waiting entry: it waits for it (it must not miss a committed write) */
+    read_result lin = {0};
+    mvcc_range_req lin_req = {.key = {(const uint8_t *)key, strlen(key)}};
+    assert_int_equal(server_range(f->srv, &lin_req, false, on_read, &lin), FL_OK);
+    run_for_ms(f, 200);
+    assert_int_equal(lin.calls, 0);
 
     /* room again: the same write is applied and answered */
     assert_int_equal(mount("tmpfs", lmdb_mount, "tmpfs", MS_REMOUNT, "size=8m"), 0);
@@ -777,6 +1331,15 @@ static void test_lmdb_disk_full(void **state)
     assert_int_equal(r.calls, 1);
     assert_int_equal(r.err, FL_OK);
     assert_int_equal(r.revision, i + 2);
+    uint64_t deadline = now_ms() + WAIT_MS_MAX;
+    while (lin.calls == 0 && now_ms() < deadline)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_int_equal(lin.calls, 1);
+    assert_int_equal(lin.err, FL_OK); /* answered within the request timeout, with the write */
+    assert_int_equal(lin.result->kvs_count, 1);
+    assert_int_equal(lin.result->kvs[0].mod_revision, i + 2);
+    mvcc_range_result_free(lin.result);
+    free(lin.result);
     assert_value(f, key, value);
     int64_t rev = put_sync(f, "after", "1", &r2.err);
     assert_int_equal(r2.err, FL_OK);
@@ -933,30 +1496,34 @@ static void test_checkpoint_releases_wal(void **state)
             most_files = n;
     }
     const int total = CKPT_ROUNDS * CKPT_WAVE;
+    server_status st;
+    server_get_status(f->srv, &st);
+    const uint64_t applied = st.raft_applied_index; /* every wave is answered: all applied */
+    assert_true(applied >= (uint64_t)total);
     server_stats stats;
     server_get_stats(f->srv, &stats);
     /* The sync runs beside the writer, so a request that comes while one is
      * still running is folded into the next: expect at least half of
      * total / CKPT_EVERY, and the last one close to the end. */
     const uint64_t checkpoints_min = (uint64_t)(total / CKPT_EVERY) / 2;
-    for (int i = 0; i < 200 && (stats.checkpoints < checkpoints_min ||
-                                stats.last_checkpoint_index <= (uint64_t)total - 2 * CKPT_EVERY);
+    for (int i = 0; i < 2000 && (stats.checkpoints < checkpoints_min ||
+                                 stats.last_checkpoint_index <= applied - 2 * CKPT_EVERY);
          i++) {
         usleep(5000);
         server_get_stats(f->srv, &stats);
     }
     int files = wal_files(f, &min_first);
-    print_message("checkpoints=%" PRIu64 " failures=%" PRIu64 " last=%" PRIu64
+    print_message("checkpoints=%" PRIu64 " failures=%" PRIu64 " last=%" PRIu64 " applied=%" PRIu64
                   " wal files now=%d most=%d min_first=%" PRIu64 "\n",
-                  stats.checkpoints, stats.checkpoint_failures, stats.last_checkpoint_index, files,
-                  most_files, min_first);
+                  stats.checkpoints, stats.checkpoint_failures, stats.last_checkpoint_index,
+                  applied, files, most_files, min_first);
     /* ~100 bytes a record: 2000 entries are ~50 segments without release */
     assert_true(stats.checkpoints >= checkpoints_min);
     assert_int_equal(stats.checkpoint_failures, 0);
-    assert_true(stats.last_checkpoint_index > (uint64_t)total - 2 * CKPT_EVERY);
-    assert_true(stats.last_checkpoint_index <= (uint64_t)total);
+    assert_true(stats.last_checkpoint_index > applied - 2 * CKPT_EVERY);
+    assert_true(stats.last_checkpoint_index <= applied);
     assert_true(most_files <= 12);
-    assert_true(min_first > (uint64_t)total - 3 * CKPT_EVERY);
+    assert_true(min_first > applied - 3 * CKPT_EVERY);
     /* never past the applied index: the member's WAL still starts <= applied + 1 */
     assert_true(min_first <= stats.last_checkpoint_index + 1);
     ckpt_check_all(f, total);
@@ -969,43 +1536,26 @@ static void test_checkpoint_releases_wal(void **state)
     ckpt_check_all(f, total);
     server_header h;
     server_get_header(f->srv, &h);
-    assert_int_equal(h.revision, total + 1);
+    assert_int_equal(h.revision, total + 1); /* a new member's first put is revision 2 */
     /* writes continue at the right index after a released prefix */
+    settle(f, &st);
     fl_err err;
     assert_int_equal(put_sync(f, "after", "x", &err), total + 2);
     assert_int_equal(err, FL_OK);
+    server_status st_after;
+    server_get_status(f->srv, &st_after);
+    assert_int_equal(st_after.raft_index, st.raft_index + 1);
     stop(f);
 
-    /* replay after a release: two entries appended behind the member's back
-     * (a crash between WAL fsync and LMDB commit) are applied at start */
-    char wal_dir[400];
-    snprintf(wal_dir, sizeof wal_dir, "%s/wal", f->data);
-    wal *log = NULL;
-    wal_recovery_info info;
+    /* replay after a release: two committed entries appended behind the
+     * member's back (a crash between WAL fsync and LMDB commit) are applied at
+     * start */
     wal_options wopts = {.segment_bytes_max = CKPT_SEGMENT};
-    assert_int_equal(wal_open(wal_dir, &wopts, &log, &info, NULL, 0), FL_OK);
-    assert_true(info.first_index > 1);
-    assert_int_equal(info.last_index, (uint64_t)total + 1);
-    wal_entry entries[2];
-    uint8_t *payloads[2];
-    const char *keys[2] = {"late1", "late2"};
-    for (int i = 0; i < 2; i++) {
-        mvcc_request req = {.type = MVCC_REQ_PUT};
-        req.u.put.key = (mvcc_bytes){(const uint8_t *)keys[i], strlen(keys[i])};
-        req.u.put.value = (mvcc_bytes){(const uint8_t *)"v", 1};
-        size_t len;
-        assert_int_equal(mvcc_request_encode(&req, &payloads[i], &len), FL_OK);
-        entries[i] = (wal_entry){.index = (uint64_t)total + 2 + (uint64_t)i,
-                                 .term = 1,
-                                 .type = WAL_ENTRY_NORMAL,
-                                 .data = payloads[i],
-                                 .len = len};
-    }
-    assert_int_equal(wal_append_batch(log, entries, 2, NULL), FL_OK);
-    assert_int_equal(wal_sync(log), FL_OK);
-    wal_close(log);
-    free(payloads[0]);
-    free(payloads[1]);
+    const char *keys[2] = {"late1", "late2"}, *values[2] = {"v", "v"};
+    uint64_t first = append_puts(f, &wopts, keys, values, 2, true);
+    assert_int_equal(first, st_after.raft_index + 1);
+    assert_true(wal_files(f, &min_first) > 0);
+    assert_true(min_first > 1);
     start(f);
     server_get_stats(f->srv, &stats);
     assert_int_equal(stats.replayed, 2);
@@ -1013,7 +1563,7 @@ static void test_checkpoint_releases_wal(void **state)
     char *v = get(f, "late2", &mod);
     assert_non_null(v);
     free(v);
-    assert_int_equal(mod, total + 4); /* index total + 3, revision = index + 1 */
+    assert_int_equal(mod, total + 4); /* after "after" (total + 2) and late1 */
     ckpt_check_all(f, total);
     stop(f);
 }
@@ -1075,11 +1625,15 @@ static void test_checkpoint_sync_failure(void **state)
     __atomic_store_n(&ckpt_sync_fail, 1, __ATOMIC_SEQ_CST);
     start(f);
     write_result r[CKPT_WAVE];
-    for (int round = 0; round < 12; round++)
+    ckpt_wave(f, 0, r);
+    uint64_t wal_start = 0; /* the WAL's first index before any release */
+    wal_files(f, &wal_start);
+    assert_true(wal_start > 0);
+    for (int round = 1; round < 12; round++)
         ckpt_wave(f, round * CKPT_WAVE, r);
     server_stats stats;
     server_get_stats(f->srv, &stats);
-    for (int i = 0; i < 200 && stats.checkpoint_failures < 4; i++) {
+    for (int i = 0; i < 2000 && stats.checkpoint_failures < 4; i++) {
         usleep(5000);
         server_get_stats(f->srv, &stats);
     }
@@ -1091,20 +1645,26 @@ static void test_checkpoint_sync_failure(void **state)
     assert_true(stats.checkpoint_failures >= 4);
     assert_int_equal(stats.checkpoints, 0);
     assert_int_equal(stats.last_checkpoint_index, 0);
-    assert_int_equal(min_first, 1); /* nothing released */
+    assert_int_equal(min_first, wal_start); /* nothing released */
     assert_true(files > 8);
     ckpt_check_all(f, 12 * CKPT_WAVE);
+    server_status st;
+    server_get_status(f->srv, &st); /* every entry so far was written while syncs failed */
 
     __atomic_store_n(&ckpt_sync_fail, 0, __ATOMIC_SEQ_CST);
     for (int round = 12; round < 16; round++)
         ckpt_wave(f, round * CKPT_WAVE, r);
-    for (int i = 0; i < 200 && stats.checkpoints < 1; i++) {
+    for (int i = 0; i < 2000 && stats.checkpoints < 1; i++) {
         usleep(5000);
         server_get_stats(f->srv, &stats);
     }
     assert_true(stats.checkpoints >= 1);
     files = wal_files(f, &min_first);
-    assert_true(min_first > 12 * CKPT_WAVE);
+    print_message("sync works: checkpoints=%" PRIu64 " last=%" PRIu64 " files=%d first=%" PRIu64
+                  " (applied before: %" PRIu64 ")\n",
+                  stats.checkpoints, stats.last_checkpoint_index, files, min_first,
+                  st.raft_applied_index);
+    assert_true(min_first > st.raft_applied_index);
     assert_true(files <= 6);
     stop(f);
     start(f);
@@ -1134,11 +1694,13 @@ static void test_checkpoint_sigkill(void **state)
             ckpt_wave(c, round * CKPT_WAVE, cr);
         server_stats st;
         server_get_stats(c->srv, &st);
-        for (int i = 0; i < 400 && st.checkpoints < 8; i++) {
+        /* a request while a sync runs is dropped (folded into the next), so
+         * under load there are fewer than 1000 / CKPT_EVERY: ask for a few */
+        for (int i = 0; i < 2000 && st.checkpoints < 3; i++) {
             usleep(5000);
             server_get_stats(c->srv, &st);
         }
-        if (st.checkpoints < 8)
+        if (st.checkpoints < 3)
             _exit(4);
         /* 30 more, fewer than the interval: past the last checkpoint */
         int completed = 0;
@@ -1177,6 +1739,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sequential_writes_sync_each, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_new_member_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_validation_and_bounds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_answers_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_identity_stable, setup, teardown),
@@ -1184,6 +1747,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_replay_past_applied, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigkill_recovery, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wal_disk_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wal_disk_full_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wal_sync_failure_fatal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quota_exceeded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lmdb_map_full, setup, teardown),
