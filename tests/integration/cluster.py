@@ -147,15 +147,19 @@ def _try_claim(ip):
     return True
 
 
-def claim_ips(count, rng=None):
-    """Claims count loopback IPs 127.X.Y.Z (X in 2..254) for this process."""
+def claim_ips(count, rng=None, candidates=None):
+    """Claims count loopback IPs 127.X.Y.Z (X in 2..254) for this process, or
+    only from candidates (tests of the claim protocol)."""
     rng = rng or random.Random()
     got = []
     with _DirLock():
-        for _ in range(20000):  # bounded: far more candidates than tests ever hold
+        for attempt in range(20000 if candidates is None else len(candidates)):
             if len(got) == count:
                 break
-            ip = "127.%d.%d.%d" % (rng.randint(2, 254), rng.randint(0, 255), rng.randint(1, 254))
+            if candidates is None:  # bounded: far more tries than tests ever hold IPs
+                ip = "127.%d.%d.%d" % (rng.randint(2, 254), rng.randint(0, 255), rng.randint(1, 254))
+            else:
+                ip = candidates[attempt]
             if ip not in got and _try_claim(ip):
                 got.append(ip)
     if len(got) != count:
