@@ -16,14 +16,19 @@ Outcomes: fail ops and info reads had no effect and are dropped. An info write
 or cas may take effect at any point after its invoke, or never; "never" is the
 same as "after everything else", so an info op gets a return time of +inf and an
 info cas, when placed, swaps iff state == old (a cas whose compare ran and
-failed is indistinguishable from one that never ran).
+failed is indistinguishable from one that never ran). Left like that, each
+info op doubles the search, so _prepare narrows them exactly: it drops those no
+op could notice and gives the others a deadline, optionally with "never"
+(dropped at the deadline) or "only right before a failed cas it explains".
 
 Search: Wing & Gong's backtracking over a linked list of call/return events,
 with Lowe's memoization of (set of linearized ops, state) so that a
 configuration seen once is never explored again (as Porcupine does). The search
-succeeds as soon as every op that returned is linearized: the info ops left can
-always be placed last. It is bounded by a step budget; past it the answer for
-that key is "unknown", never "valid".
+succeeds as soon as every op with a finite return time is linearized (or, if
+optional, dropped): the open info ops left can always be placed last. It is
+bounded by a step budget; past it the answer for that key is "unknown", never
+"valid". test_checker.py compares it with a brute-force checker on thousands
+of random small histories.
 
 On a violation it reports the key, the op that could not be linearized (the
 first return event reached in the deepest partial linearization found), the
@@ -275,7 +280,8 @@ def check_key(key, ops, max_steps=2_000_000, initial=None):
             node = nxt[head]
             continue
         if len(stack) > best[0]:
-            best = [len(stack), [e[1] for e in stack if e[0] != "drop"] , st["state"], i]
+            order = [j for kind, x, c, _ in stack if kind != "drop" for j in (x, c) if j is not None]
+            best = [len(order), order, st["state"], i]
         while True:  # backtrack until an alternative is found
             if not stack:
                 return KeyResult(key, False, n, steps, _explain(key, ops, best))
