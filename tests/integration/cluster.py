@@ -306,9 +306,10 @@ class ClusterMember:
         env.update(self.extra_env)
         if self._logf is None:
             self._logf = open(self.log_path, "ab")
-        self._logf.write(b"==== harness: start %s pid-to-come at %.3f\n" % (self.name.encode(), time.monotonic()))
+        self._logf.write(b"==== harness: start %s at monotonic %.3f s\n" % (self.name.encode(), time.monotonic()))
         self._logf.flush()
         self.proc = _spawn(self.args(), env, self._logf)
+        log("started %s pid %d on %s" % (self.name, self.proc.pid, self.ip))
         self.paused = False
         return self
 
