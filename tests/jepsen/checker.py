@@ -37,6 +37,7 @@ culprit in time.
 
 Usage by hand: python3 checker.py history.jsonl
 """
+import bisect
 import sys
 
 import history as hist
@@ -152,7 +153,6 @@ def _dead_at(ops, writers):
     completion on, state != x. +inf when no such W2 exists (or a writer of x
     never returned, or nothing writes x and x is not the initial value, in which
     case x is never held at all and dead_at is -inf)."""
-    import bisect
     muts = sorted((op.invoke_ns, op.complete_ns) for op in ops
                   if op.outcome == hist.OK and (op.f == "write" or (op.f == "cas" and op.result)))
     invokes = [m[0] for m in muts]
