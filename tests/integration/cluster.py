@@ -147,15 +147,19 @@ def _try_claim(ip):
     return True
 
 
-def claim_ips(count, rng=None):
-    """Claims count loopback IPs 127.X.Y.Z (X in 2..254) for this process."""
+def claim_ips(count, rng=None, candidates=None):
+    """Claims count loopback IPs 127.X.Y.Z (X in 2..254) for this process, or
+    only from candidates (tests of the claim protocol)."""
     rng = rng or random.Random()
     got = []
     with _DirLock():
-        for _ in range(20000):  # bounded: far more candidates than tests ever hold
+        for attempt in range(20000 if candidates is None else len(candidates)):
             if len(got) == count:
                 break
-            ip = "127.%d.%d.%d" % (rng.randint(2, 254), rng.randint(0, 255), rng.randint(1, 254))
+            if candidates is None:  # bounded: far more tries than tests ever hold IPs
+                ip = "127.%d.%d.%d" % (rng.randint(2, 254), rng.randint(0, 255), rng.randint(1, 254))
+            else:
+                ip = candidates[attempt]
             if ip not in got and _try_claim(ip):
                 got.append(ip)
     if len(got) != count:
@@ -242,6 +246,17 @@ def hex_id(member_id):
     return "%016x" % member_id
 
 
+def _parse_status(out):
+    """{host:port: status} from `etcdctl endpoint status -w json` (partial output too)."""
+    res = {}
+    try:
+        for row in json.loads(out or "[]"):
+            res[row["Endpoint"].replace("http://", "")] = row["Status"]
+    except (ValueError, KeyError, TypeError):
+        pass
+    return res
+
+
 # ---------------------------------------------------------------- members
 
 class ClusterMember:
@@ -302,9 +317,10 @@ class ClusterMember:
         env.update(self.extra_env)
         if self._logf is None:
             self._logf = open(self.log_path, "ab")
-        self._logf.write(b"==== harness: start %s pid-to-come at %.3f\n" % (self.name.encode(), time.monotonic()))
+        self._logf.write(b"==== harness: start %s at monotonic %.3f s\n" % (self.name.encode(), time.monotonic()))
         self._logf.flush()
         self.proc = _spawn(self.args(), env, self._logf)
+        log("started %s pid %d on %s" % (self.name, self.proc.pid, self.ip))
         self.paused = False
         return self
 
@@ -450,32 +466,30 @@ class Cluster:
     # --- status
 
     def statuses(self, members=None, timeout_s=3.0):
-        """{member name: etcd endpoint-status dict} for the members that answered."""
+        """{member name: etcd endpoint-status dict} for the members that answered.
+
+        With every member up, asks `endpoint status --cluster` (which also
+        checks that the member list advertises each member's client URL);
+        otherwise asks the live members by name, since --cluster waits out the
+        command timeout for every dead or paused member."""
+        everyone = members is None and all(m.alive() and not m.paused for m in self.members)
         members = [m for m in (members or self.members) if m.alive() and not m.paused]
         if not members:
             return {}
-        rc, out, err = etcdctl(self.endpoints(members), "endpoint", "status", "-w", "json",
-                               check=False, timeout_s=timeout_s)
-        by_ep = {}
-        try:
-            for row in json.loads(out or "[]"):
-                by_ep[row["Endpoint"].replace("http://", "")] = row["Status"]
-        except (ValueError, KeyError, TypeError):
-            pass
+        if everyone:
+            by_ep = self.cluster_status(timeout_s)
+        else:
+            _, out, _ = etcdctl(self.endpoints(members), "endpoint", "status", "-w", "json",
+                                check=False, timeout_s=timeout_s)
+            by_ep = _parse_status(out)
         return {m.name: by_ep[m.endpoint] for m in members if m.endpoint in by_ep}
 
     def cluster_status(self, timeout_s=3.0):
         """etcdctl endpoint status --cluster -w json via the live members: {endpoint: status}."""
         live = [m for m in self.members if m.alive() and not m.paused]
-        rc, out, err = etcdctl(self.endpoints(live), "endpoint", "status", "--cluster", "-w", "json",
-                               check=False, timeout_s=timeout_s)
-        res = {}
-        try:
-            for row in json.loads(out or "[]"):
-                res[row["Endpoint"].replace("http://", "")] = row["Status"]
-        except (ValueError, KeyError, TypeError):
-            pass
-        return res
+        _, out, _ = etcdctl(self.endpoints(live), "endpoint", "status", "--cluster", "-w", "json",
+                            check=False, timeout_s=timeout_s)
+        return _parse_status(out)
 
     def leader(self, members=None):
         """The member a majority of the cluster names as leader (in one term), else None."""

@@ -16,14 +16,19 @@ Outcomes: fail ops and info reads had no effect and are dropped. An info write
 or cas may take effect at any point after its invoke, or never; "never" is the
 same as "after everything else", so an info op gets a return time of +inf and an
 info cas, when placed, swaps iff state == old (a cas whose compare ran and
-failed is indistinguishable from one that never ran).
+failed is indistinguishable from one that never ran). Left like that, each
+info op doubles the search, so _prepare narrows them exactly: it drops those no
+op could notice and gives the others a deadline, optionally with "never"
+(dropped at the deadline) or "only right before a failed cas it explains".
 
 Search: Wing & Gong's backtracking over a linked list of call/return events,
 with Lowe's memoization of (set of linearized ops, state) so that a
 configuration seen once is never explored again (as Porcupine does). The search
-succeeds as soon as every op that returned is linearized: the info ops left can
-always be placed last. It is bounded by a step budget; past it the answer for
-that key is "unknown", never "valid".
+succeeds as soon as every op with a finite return time is linearized (or, if
+optional, dropped): the open info ops left can always be placed last. It is
+bounded by a step budget; past it the answer for that key is "unknown", never
+"valid". test_checker.py compares it with a brute-force checker on thousands
+of random small histories.
 
 On a violation it reports the key, the op that could not be linearized (the
 first return event reached in the deepest partial linearization found), the
@@ -32,6 +37,7 @@ culprit in time.
 
 Usage by hand: python3 checker.py history.jsonl
 """
+import bisect
 import sys
 
 import history as hist
@@ -67,7 +73,7 @@ def _new_value(op):
 
 
 def _prepare(ops):
-    """The ops that constrain the search, each as (op, deadline, optional).
+    """The ops that constrain the search, each as (op, deadline, optional, lonely).
 
     Dropped: fail ops and info reads (no effect). Every other op must be
     linearized before its deadline (its completion; None = +inf, at any time),
@@ -89,8 +95,17 @@ def _prepare(ops):
     before the latest of those times (its deadline), or never:
       - no such time after X's invoke: X is dropped;
       - an observer never returned: X stays open (deadline None);
-      - if X has observers and is the only op writing v, "never" would leave
-        them unexplained, so X is mandatory; else optional."""
+      - if an ok read returned v or an ok cas swapped from v, and X is the only
+        op writing v, "never" would leave them unexplained, so X is
+        mandatory; else optional;
+      - X without observers is lonely: the ops after it up to the next write can
+        only be compare-failed cas (and info cas that did nothing, which may as
+        well never have happened), and X matters only to one whose old is the
+        state just before X. Moving X down to right before the first such cas
+        keeps every op legal and stays within X's deadline (that cas's own care
+        point bounds it), so the search places a lonely X only as a pair: X,
+        then at once a compare-failed cas that is illegal without it. Placed
+        alone anywhere, X would double the search for every op it overlaps."""
     ops = [op for op in ops if op.outcome != hist.FAIL and not (op.f == "read" and op.outcome == hist.INFO)]
     observers = {}  # value -> ops observing it
     writers = {}  # value -> ops writing it
@@ -107,23 +122,25 @@ def _prepare(ops):
     out = []
     for op in ops:
         if op.outcome != hist.INFO:
-            out.append((op, op.complete_ns, False))
+            out.append((op, op.complete_ns, False, False))
             continue
         v = _new_value(op)
         seen = observers.get(v, [])
         if any(c.complete_ns is None for c in seen):
-            out.append((op, None, False))
+            out.append((op, None, False, False))
             continue
         # by when X must be placed for each op that could care about it
         care = [c.complete_ns for c in seen]
         for c in failed_cas:
             t = min(c.complete_ns, dead_at(c.value[0]))
-            if t > op.invoke_ns:
+            if t >= op.invoke_ns:  # equal times are concurrent
                 care.append(t)
         if not care:
             continue
         deadline = max(max(care), op.invoke_ns)
-        out.append((op, deadline, not (seen and len(writers[v]) == 1)))
+        # only an ok read of v or a swapped cas from v needs X to have happened
+        needy = any(c.outcome == hist.OK and (c.f == "read" or c.result) for c in seen)
+        out.append((op, deadline, not (needy and len(writers[v]) == 1), not seen))
     return out
 
 
@@ -136,7 +153,6 @@ def _dead_at(ops, writers):
     completion on, state != x. +inf when no such W2 exists (or a writer of x
     never returned, or nothing writes x and x is not the initial value, in which
     case x is never held at all and dead_at is -inf)."""
-    import bisect
     muts = sorted((op.invoke_ns, op.complete_ns) for op in ops
                   if op.outcome == hist.OK and (op.f == "write" or (op.f == "cas" and op.result)))
     invokes = [m[0] for m in muts]
@@ -165,12 +181,14 @@ def _dead_at(ops, writers):
 def check_key(key, ops, max_steps=2_000_000, initial=None):
     """Checks one key's ops (a list of history.Op). Returns a KeyResult."""
     prepared = _prepare(ops)
-    ops = [op for op, _, _ in prepared]
-    ret_ns = [r for _, r, _ in prepared]
-    optional = [o for _, _, o in prepared]
+    ops = [p[0] for p in prepared]
+    ret_ns = [p[1] for p in prepared]
+    optional = [p[2] for p in prepared]
+    lonely = [p[3] for p in prepared]
     n = len(ops)
     if n == 0:
         return KeyResult(key, True, 0, 0)
+    failed_cas = [op.f == "cas" and op.outcome == hist.OK and not op.result for op in ops]
     # Events: call of op i is node i, its return is node n + i; node 2n is the head.
     events = []
     for i, op in enumerate(ops):
@@ -201,17 +219,45 @@ def check_key(key, ops, max_steps=2_000_000, initial=None):
             if nxt[node] != -1:
                 prv[nxt[node]] = node
 
-    must = sum(1 for r in ret_ns if r is not None)  # ops that must be linearized
-    done_must = 0
-    state = initial
-    linearized = 0  # bitmask of linearized ops
+    must = sum(1 for r in ret_ns if r is not None)  # ops that must be linearized or dropped
+    st = {"state": initial, "mask": 0, "done": 0}
     seen = set()
-    stack = []  # (op index, state before it, True if linearized / False if dropped)
-    best = (-1, None, None, None)  # (depth, linearized order, state, blocking op)
+    # entries: ("op", i, None, state before) linearized; ("drop", i, None, s)
+    # dropped (never happened); ("pair", x, c, s) lonely x then cas c
+    stack = []
+    best = [-1, None, None, None]  # depth, linearized order, state, blocking op
+
+    def push(kind, i, c, new_state):
+        mask = st["mask"] | (1 << i) | (0 if c is None else 1 << c)
+        if (mask, new_state) in seen:
+            return False
+        seen.add((mask, new_state))
+        stack.append((kind, i, c, st["state"]))
+        st["state"], st["mask"] = new_state, mask
+        for j in (i, c):
+            if j is not None:
+                st["done"] += ret_ns[j] is not None
+                lift(j)
+        return True
+
+    def try_pairs(x, start):
+        """Places lonely x then a compare-failed cas c (c from start on, among
+        the calls before the first return) that is illegal in the current state."""
+        state = st["state"]
+        legal, after_x = _step(state, ops[x])
+        if after_x == state:
+            return False  # x would do nothing here (an info cas whose old is not the state)
+        c = start
+        while c != -1 and c < n:
+            if c != x and failed_cas[c] and ops[c].value[0] == state and push("pair", x, c, after_x):
+                return True
+            c = nxt[c]
+        return False
+
     steps = 0
     node = nxt[head]
     while True:
-        if done_must == must:
+        if st["done"] == must:
             return KeyResult(key, True, n, steps)
         steps += 1
         if steps > max_steps:
@@ -219,48 +265,41 @@ def check_key(key, ops, max_steps=2_000_000, initial=None):
                              "key %r: search budget of %d steps exhausted; linearizability unknown" % (key, max_steps))
         assert node != -1, "walked past the last event with returned ops left"
         if node < n:  # a call: try to linearize op `node` here
-            op = ops[node]
-            legal, new_state = _step(state, op)
-            if legal:
-                mask = linearized | (1 << node)
-                if (mask, new_state) not in seen:
-                    seen.add((mask, new_state))
-                    stack.append((node, state, True))
-                    state = new_state
-                    linearized = mask
-                    if ret_ns[node] is not None:
-                        done_must += 1
-                    lift(node)
-                    node = nxt[head]
-                    continue
-            node = nxt[node]
+            if lonely[node]:
+                placed = try_pairs(node, nxt[head])
+            else:
+                legal, new_state = _step(st["state"], ops[node])
+                placed = legal and push("op", node, None, new_state)
+            node = nxt[head] if placed else nxt[node]
             continue
         # A return: its op should have been linearized by now. An optional op
         # may instead never happen (dropped: the same future as linearized
         # with no effect, so the same memo entry); else backtrack.
         i = node - n
-        if optional[i]:
-            mask = linearized | (1 << i)
-            if (mask, state) not in seen:
-                seen.add((mask, state))
-                stack.append((i, state, False))
-                linearized = mask
-                done_must += 1
-                lift(i)
-                node = nxt[head]
-                continue
+        if optional[i] and push("drop", i, None, st["state"]):
+            node = nxt[head]
+            continue
         if len(stack) > best[0]:
-            best = (len(stack), [j for j, _, placed in stack if placed], state, i)
-        if not stack:
-            return KeyResult(key, False, n, steps, _explain(key, ops, best))
-        i, state, placed = stack.pop()
-        linearized &= ~(1 << i)
-        if ret_ns[i] is not None:
-            done_must -= 1
-        unlift(i)
-        # after a linearized op, try the next call; after a dropped one, its
-        # return node again (the memo now sends it on backtracking)
-        node = nxt[i] if placed else n + i
+            order = [j for kind, x, c, _ in stack if kind != "drop" for j in (x, c) if j is not None]
+            best = [len(order), order, st["state"], i]
+        while True:  # backtrack until an alternative is found
+            if not stack:
+                return KeyResult(key, False, n, steps, _explain(key, ops, best))
+            kind, i, c, st["state"] = stack.pop()
+            for j in (c, i):
+                if j is not None:
+                    st["mask"] &= ~(1 << j)
+                    st["done"] -= ret_ns[j] is not None
+                    unlift(j)
+            if kind == "op":
+                node = nxt[i]  # try the next call
+            elif kind == "drop":
+                node = n + i  # its return again: the memo now sends it on
+            elif try_pairs(i, nxt[c]):  # the next partner for lonely i
+                node = nxt[head]
+            else:
+                node = nxt[i]
+            break
 
 
 def _explain(key, ops, best, context=6):

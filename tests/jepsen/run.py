@@ -71,9 +71,11 @@ class Report:
 
 
 def run(binary, members=3, seconds=40.0, seed=None, clients_per_member=2, key_slots=4, ops_per_key=100,
-        max_ops=12000, kinds=None, planted=False, serializable_reads=False, keep=False,
+        max_ops=None, kinds=None, planted=False, serializable_reads=False, keep=False,
         election_ms=1000, heartbeat_ms=100, op_timeout_s=1.5, max_steps_per_key=2_000_000):
     rep = Report()
+    if max_ops is None:  # time is the usual bound; ops bound it on a fast machine
+        max_ops = int(200 * members * clients_per_member * seconds)
     rep.seed = seed if seed is not None else random.SystemRandom().randrange(1 << 31)
     if kinds is None:
         kinds = ("isolate",) if planted else nem.default_kinds(binary)
@@ -173,7 +175,7 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--faults", default=None, help="comma list of fault kinds (default: all the binary supports)")
     ap.add_argument("--clients-per-member", type=int, default=2)
-    ap.add_argument("--max-ops", type=int, default=12000)
+    ap.add_argument("--max-ops", type=int, default=None, help="default 200 per client per second")
     ap.add_argument("--planted", action="store_true")
     ap.add_argument("--serializable-reads", action="store_true")
     ap.add_argument("--keep", action="store_true")

@@ -143,6 +143,18 @@ class HandWritten(unittest.TestCase):
         # a failed compare that ended before the info write began gets no help from it
         self.invalid(H().w("0", 0, 1).cas("0", "1", False, 2, 3).w("5", 4, None, outcome=hist.INFO))
 
+    def test_equal_times_are_concurrent(self):
+        # found by the brute-force comparison: the info write invoked at the very
+        # time the cas completed may still come first
+        self.valid(H().w("0", 3, 8).w("1", 14, None, outcome=hist.INFO).cas("0", "0", False, 10, 14))
+        self.invalid(H().w("0", 3, 8).w("1", 15, None, outcome=hist.INFO).cas("0", "0", False, 10, 14))
+
+    def test_compare_failed_cas_needs_no_writer_of_its_old(self):
+        # found by the brute-force comparison: a cas that failed comparing with
+        # "3" does not mean someone wrote "3"
+        self.valid(H().cas("3", "1", False, 0, 2).cas(None, "3", None, 1, None, outcome=hist.INFO).r(None, 3, 4))
+        self.valid(H().cas("3", "1", False, 0, 2).w("3", 1, None, outcome=hist.INFO).r(None, 3, 4))
+
     def test_fail_ops_did_not_happen(self):
         self.valid(H().w("1", 0, 1).w("2", 2, 3, outcome=hist.FAIL).r("1", 4, 5))
         self.invalid(H().w("1", 0, 1).w("2", 2, 3, outcome=hist.FAIL).r("2", 4, 5))
@@ -207,14 +219,17 @@ def brute_force(ops):
 
 
 def random_small_history(rng, n):
+    """Random ops on few values: mostly not linearizable, and full of the cases
+    the checker narrows (info ops, compare-failed cas, equal times)."""
     h = H()
-    values = ["0", "1", "2"]
+    # few values: duplicates and many observers; more values: lonely info ops
+    values = [str(v) for v in range(rng.choice([2, 3, 4, 6, 8]))]
     for _ in range(n):
-        t0 = rng.randint(0, 20)
-        info = rng.random() < 0.15
-        t1 = None if info else t0 + rng.randint(0, 8)
+        t0 = rng.randint(0, 15)
+        info = rng.random() < 0.35
+        t1 = None if info else t0 + rng.randint(0, 6)
         outcome = hist.INFO if info else hist.OK
-        kind = rng.choice(["read", "read", "write", "cas"])
+        kind = rng.choice(["read", "write", "cas", "cas"])
         if kind == "read":
             if info:
                 continue
@@ -222,7 +237,7 @@ def random_small_history(rng, n):
         elif kind == "write":
             h.w(rng.choice(values), t0, t1, outcome=outcome)
         else:
-            h.cas(rng.choice(values), rng.choice(values), None if info else rng.random() < 0.6, t0, t1,
+            h.cas(rng.choice(values + [None]), rng.choice(values), None if info else rng.random() < 0.4, t0, t1,
                   outcome=outcome)
     return h
 
@@ -315,7 +330,7 @@ class Randomized(unittest.TestCase):
     def test_against_brute_force(self):
         rng = random.Random(SEED)
         counts = {True: 0, False: 0}
-        for i in range(1000):
+        for i in range(2000):
             h = random_small_history(rng, rng.randint(1, 7))
             want = brute_force(h.ops)
             got = h.check().valid
