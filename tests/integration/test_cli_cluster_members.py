@@ -128,6 +128,28 @@ def assert_same(what, a, b, tool_a="etcdctl", tool_b="flotilla"):
             what, tool_a, a[0], a[1], a[2], tool_b, b[0], b[1], b[2]))
 
 
+class Joiner(cluster.ClusterMember):
+    """A fourth member, started with what `member add` printed (block)."""
+
+    def __init__(self, c, ip):
+        super().__init__(c, len(c.members), ip)
+        self.block = None
+
+    def args(self):
+        c = self.cluster
+        b = self.block
+        verb = ["serve"] if c.binary == "flotilla" else []
+        return [cluster.binary_path(c.binary)] + verb + [
+            "--name", b["ETCD_NAME"], "--data-dir", self.data_dir,
+            "--listen-client-urls", self.client_url, "--advertise-client-urls", self.client_url,
+            "--listen-peer-urls", self.peer_url,
+            "--initial-advertise-peer-urls", b["ETCD_INITIAL_ADVERTISE_PEER_URLS"],
+            "--initial-cluster", b["ETCD_INITIAL_CLUSTER"],
+            "--initial-cluster-state", b["ETCD_INITIAL_CLUSTER_STATE"],
+            "--initial-cluster-token", c.token,
+            "--heartbeat-interval", str(c.heartbeat_ms), "--election-timeout", str(c.election_ms)]
+
+
 class Scenario:
     """The verbs on one running cluster; results[name] = normalized output for
     the cross-binary comparison."""
@@ -368,8 +390,66 @@ class Scenario:
         assert f[0] == 0 and all(m.name in f[1] for m in c.members), f
         log("failover: member list through a dead first endpoint works")
 
+    # ---- a real new member: add as learner, start it from the printed block, promote
+
+    def join_and_promote(self):
+        c = self.c
+        eps = c.endpoints()
+        ip = cluster.claim_ips(1, self.rng)[0]
+        joiner = None
+        try:
+            joiner = Joiner(c, ip)
+            r = run("flotilla", eps, "member", "add", joiner.name, "--learner",
+                    "--peer-urls=" + joiner.peer_url)
+            assert r[0] == 0, r
+            new_id = int(re.match(r"Member\s+([0-9a-f]+) added", r[1]).group(1), 16)
+            block = dict(re.findall(r'^(ETCD_[A-Z_]+)="(.*)"$', r[1], re.M))
+            assert block["ETCD_NAME"] == joiner.name, block
+            assert block["ETCD_INITIAL_ADVERTISE_PEER_URLS"] == joiner.peer_url, block
+            assert block["ETCD_INITIAL_CLUSTER_STATE"] == "existing", block
+            want = sorted(["%s=%s" % (m.name, m.peer_url) for m in c.members] +
+                          ["%s=%s" % (joiner.name, joiner.peer_url)])
+            assert sorted(block["ETCD_INITIAL_CLUSTER"].split(",")) == want, block
+            # the block is what the new member needs: start it with exactly that
+            joiner.block = block
+            joiner.start()
+            joiner.wait_listening()
+            # a learner is promoted once it has caught up with the leader
+            deadline = time.monotonic() + DEADLINE_S
+            while True:
+                r = run("flotilla", eps, "member", "promote", "%x" % new_id)
+                if r[0] == 0:
+                    break
+                assert "in sync with leader" in r[2], r
+                assert time.monotonic() < deadline, "learner never caught up: %s\n%s" % (
+                    r, joiner.log_tail())
+                time.sleep(0.2)
+            cid = int(json.loads(run("etcdctl", eps, "member", "list", "-w", "json")[1])
+                      ["header"]["cluster_id"])
+            assert r == (0, "Member %16x promoted in cluster %16x\n" % (new_id, cid), ""), r
+            self.results["join-promote"] = self.ids.norm(r[1].replace("%16x" % new_id, "<new>"))
+            self.ids.add(new_id, joiner.name)
+            self.ids.add_text(ip, joiner.name + "-ip")
+            listed = json.loads(run("flotilla", eps, "member", "list", "-w", "json")[1])
+            m3 = [m for m in listed["members"] if m["ID"] == new_id]
+            assert m3 and m3[0].get("name") == joiner.name and not m3[0].get("isLearner"), listed
+            f = self.both("status-join-cluster", [c.members[0].endpoint], "endpoint", "status",
+                          "--cluster")
+            assert f[0] == 0 and len(f[1].splitlines()) == 4 and joiner.client_url in f[1], f
+            r = run("flotilla", eps, "member", "remove", "%x" % new_id)
+            assert r == (0, "Member %16x removed from cluster %16x\n" % (new_id, cid), ""), r
+            log("join: added %s as a learner, started it from the printed block, promoted "
+                "and removed it with flotilla" % joiner.name)
+        finally:
+            if joiner is not None:
+                joiner.kill()
+                if joiner._logf is not None:
+                    joiner._logf.close()
+            cluster.release_ips([ip])
+
     def run_all(self):
         self.setup()
+        self.join_and_promote()
         self.members()
         self.member_errors()
         self.move_leader()
