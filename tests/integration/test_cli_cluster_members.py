@@ -57,17 +57,17 @@ def log(msg):
     cluster.log(msg)
 
 
-def run(tool, endpoints, *args, timeout_s=20):
+def run(tool, endpoints, *args, timeout_s=40):
     """(rc, stdout, the last stderr line) of etcdctl or flotilla."""
     if isinstance(endpoints, str):
         endpoints = [endpoints]
     if tool == "etcdctl":
         cmd = [cluster.ETCDCTL, "--endpoints", ",".join(endpoints), "--dial-timeout", "2s",
-               "--command-timeout", "5s"] + list(args)
+               "--command-timeout", "10s"] + list(args)
         env = dict(os.environ, ETCDCTL_API="3")
     else:
         cmd = [FLOTILLA, "--endpoints", ",".join(endpoints), "--dial-timeout", "2s",
-               "--command-timeout", "5s"] + list(args)
+               "--command-timeout", "10s"] + list(args)
         env = dict(os.environ)
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout_s)
     # etcdctl's client logs retries as JSON lines on stderr before its "Error:" line
