@@ -136,6 +136,21 @@ static const struct {
     [CLIENT_MEMBER_LIST] = {"/etcdserverpb.Cluster/MemberList",
                             &etcdserverpb__member_list_request__descriptor,
                             &etcdserverpb__member_list_response__descriptor},
+    [CLIENT_MEMBER_ADD] = {"/etcdserverpb.Cluster/MemberAdd",
+                           &etcdserverpb__member_add_request__descriptor,
+                           &etcdserverpb__member_add_response__descriptor},
+    [CLIENT_MEMBER_REMOVE] = {"/etcdserverpb.Cluster/MemberRemove",
+                              &etcdserverpb__member_remove_request__descriptor,
+                              &etcdserverpb__member_remove_response__descriptor},
+    [CLIENT_MEMBER_UPDATE] = {"/etcdserverpb.Cluster/MemberUpdate",
+                              &etcdserverpb__member_update_request__descriptor,
+                              &etcdserverpb__member_update_response__descriptor},
+    [CLIENT_MEMBER_PROMOTE] = {"/etcdserverpb.Cluster/MemberPromote",
+                               &etcdserverpb__member_promote_request__descriptor,
+                               &etcdserverpb__member_promote_response__descriptor},
+    [CLIENT_MOVE_LEADER] = {"/etcdserverpb.Maintenance/MoveLeader",
+                            &etcdserverpb__move_leader_request__descriptor,
+                            &etcdserverpb__move_leader_response__descriptor},
 };
 
 const char *client_method_path(client_method method)

@@ -4,8 +4,9 @@
  * "http://host:port") over cleartext HTTP/2 with prior knowledge (nghttp2's
  * client session on libuv TCP), gRPC framing (5-byte length prefix,
  * grpc-timeout, grpc-status / grpc-message trailers), unary calls Range, Put,
- * DeleteRange, Txn, Compact, Status and MemberList with many requests in flight
- * on one connection, per-call deadlines, failover to the next endpoint when a
+ * DeleteRange, Txn, Compact, Status, MemberList, MemberAdd, MemberRemove,
+ * MemberUpdate, MemberPromote and MoveLeader with many requests in flight on
+ * one connection, per-call deadlines, failover to the next endpoint when a
  * connection cannot be made or is lost, and the mapping of a gRPC status plus
  * etcd's message text back to fl_err.
  * Must not: depend on server code (src/server, src/api, src/mvcc ...), retry a
@@ -46,6 +47,7 @@
 #ifndef FL_CLIENT_H
 #define FL_CLIENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -81,13 +83,18 @@ typedef struct client_status {
 
 /* The unary methods; each has a request and a response type in rpc.pb-c.h. */
 typedef enum client_method {
-    CLIENT_RANGE,        /* /etcdserverpb.KV/Range: RangeRequest -> RangeResponse */
-    CLIENT_PUT,          /* /etcdserverpb.KV/Put */
-    CLIENT_DELETE_RANGE, /* /etcdserverpb.KV/DeleteRange */
-    CLIENT_TXN,          /* /etcdserverpb.KV/Txn */
-    CLIENT_COMPACT,      /* /etcdserverpb.KV/Compact: CompactionRequest -> CompactionResponse */
-    CLIENT_STATUS,       /* /etcdserverpb.Maintenance/Status */
-    CLIENT_MEMBER_LIST,  /* /etcdserverpb.Cluster/MemberList */
+    CLIENT_RANGE,          /* /etcdserverpb.KV/Range: RangeRequest -> RangeResponse */
+    CLIENT_PUT,            /* /etcdserverpb.KV/Put */
+    CLIENT_DELETE_RANGE,   /* /etcdserverpb.KV/DeleteRange */
+    CLIENT_TXN,            /* /etcdserverpb.KV/Txn */
+    CLIENT_COMPACT,        /* /etcdserverpb.KV/Compact: CompactionRequest -> CompactionResponse */
+    CLIENT_STATUS,         /* /etcdserverpb.Maintenance/Status */
+    CLIENT_MEMBER_LIST,    /* /etcdserverpb.Cluster/MemberList */
+    CLIENT_MEMBER_ADD,     /* /etcdserverpb.Cluster/MemberAdd */
+    CLIENT_MEMBER_REMOVE,  /* /etcdserverpb.Cluster/MemberRemove */
+    CLIENT_MEMBER_UPDATE,  /* /etcdserverpb.Cluster/MemberUpdate */
+    CLIENT_MEMBER_PROMOTE, /* /etcdserverpb.Cluster/MemberPromote */
+    CLIENT_MOVE_LEADER,    /* /etcdserverpb.Maintenance/MoveLeader (only the leader takes it) */
     CLIENT_METHOD__COUNT
 } client_method;
 
@@ -171,7 +178,43 @@ fl_err client_sync_status(client_sync *sc, uint64_t timeout_ms, Etcdserverpb__St
 fl_err client_sync_member_list(client_sync *sc, uint64_t timeout_ms,
                                Etcdserverpb__MemberListResponse **resp, client_status *status);
 
+/* Membership (etcd's Cluster service). Member ids are etcd's 64-bit ids.
+ * peer_urls (n of them, 1..CLIENT_MAX_PEER_URLS) are checked first with
+ * client_check_urls, as clientv3 does, so a malformed URL fails here with
+ * FL_ERR_INVALID and etcd's text in status->message, and nothing is sent.
+ * The server's refusals come back with etcd's texts, e.g. "etcdserver: member
+ * not found" (FL_ERR_MEMBER_NOT_FOUND), "etcdserver: Peer URLs already exists"
+ * (FL_ERR_PEER_URL_EXISTS), "etcdserver: can only promote a learner member"
+ * (FL_ERR_MEMBER_NOT_LEARNER). None of these is retried: a change that timed
+ * out may have been applied. */
+fl_err client_sync_member_add(client_sync *sc, const char *const *peer_urls, size_t n,
+                              bool is_learner, uint64_t timeout_ms,
+                              Etcdserverpb__MemberAddResponse **resp, client_status *status);
+fl_err client_sync_member_remove(client_sync *sc, uint64_t id, uint64_t timeout_ms,
+                                 Etcdserverpb__MemberRemoveResponse **resp, client_status *status);
+fl_err client_sync_member_update(client_sync *sc, uint64_t id, const char *const *peer_urls,
+                                 size_t n, uint64_t timeout_ms,
+                                 Etcdserverpb__MemberUpdateResponse **resp, client_status *status);
+fl_err client_sync_member_promote(client_sync *sc, uint64_t id, uint64_t timeout_ms,
+                                  Etcdserverpb__MemberPromoteResponse **resp,
+                                  client_status *status);
+/* Asks the member at the other end to hand leadership to target_id. Only the
+ * leader accepts it (a follower answers "etcdserver: not leader"), so open sc
+ * on the leader's endpoint alone: find it with client_sync_status, whose
+ * response names the leader (etcdctl move-leader does the same). */
+fl_err client_sync_move_leader(client_sync *sc, uint64_t target_id, uint64_t timeout_ms,
+                               Etcdserverpb__MoveLeaderResponse **resp, client_status *status);
+
 /* ---- helpers ----------------------------------------------------------- */
+
+#define CLIENT_MAX_PEER_URLS 16
+
+/* etcd's check of member URLs (types.NewURLs, run by clientv3 before
+ * MemberAdd/MemberUpdate): each must be scheme://host:port with scheme http,
+ * https, unix or unixs and no path. On the first bad one returns
+ * FL_ERR_INVALID with etcd's text in err (capacity err_cap), e.g. "URL scheme
+ * must be http, https, unix, or unixs: notaurl". n must be 1..CLIENT_MAX_PEER_URLS. */
+fl_err client_check_urls(const char *const *urls, size_t n, char *err, size_t err_cap);
 
 /* The range_end that makes [key, end) cover every key with prefix key (etcd's
  * GetPrefixRangeEnd): key with its last byte below 0xff incremented and the rest

@@ -26,6 +26,18 @@ static const struct {
     {"server stopped", FL_ERR_STOPPED},
     {"request timed out", FL_ERR_TIMEOUT},
     {"no leader", FL_ERR_UNAVAILABLE},
+    /* membership: "Peer URLs already exists" is etcd 3.4's text, "peerURL
+     * exists" its v2 one (and what some servers send). */
+    {"member not found", FL_ERR_MEMBER_NOT_FOUND},
+    {"Peer URLs already exists", FL_ERR_PEER_URL_EXISTS},
+    {"peerURL exists", FL_ERR_PEER_URL_EXISTS},
+    {"ID removed", FL_ERR_MEMBER_ID_REMOVED},
+    {"can only promote a learner member", FL_ERR_MEMBER_NOT_LEARNER},
+    {"can only promote a learner member which is in sync with leader", FL_ERR_LEARNER_NOT_READY},
+    {"re-configuration failed due to not enough started members", FL_ERR_NOT_ENOUGH_STARTED},
+    {"too many learner members in cluster", FL_ERR_TOO_MANY_LEARNERS},
+    {"bad leader transferee", FL_ERR_BAD_LEADER_TRANSFEREE},
+    {"not leader", FL_ERR_NOT_LEADER},
 };
 
 static bool ends_with(const char *s, const char *suffix)
@@ -159,4 +171,110 @@ size_t client_prefix_end(const uint8_t *key, size_t key_len, uint8_t *end)
     }
     end[0] = 0; /* every key */
     return 1;
+}
+
+/* ---- member URLs (etcd's types.NewURLs) ------------------------------------ */
+
+static bool scheme_char(char c, bool first)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+        return true;
+    return !first && ((c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.');
+}
+
+/* One URL, following Go's url.Parse as far as etcd's checks need: the scheme
+ * (letters first, up to ':'), then "//authority" up to the next '/', '?' or
+ * '#', the host after any "user@", then the path. */
+static fl_err check_url(const char *text, char *err, size_t err_cap)
+{
+    size_t len = strlen(text);
+    while (len > 0 && (text[len - 1] == ' ' || text[len - 1] == '\t' || text[len - 1] == '\n'))
+        len--;
+    while (len > 0 && (*text == ' ' || *text == '\t' || *text == '\n')) {
+        text++;
+        len--;
+    }
+    if (len >= 512) {
+        snprintf(err, err_cap, "URL too long: %.64s...", text);
+        return FL_ERR_INVALID;
+    }
+    char u[512];
+    memcpy(u, text, len);
+    u[len] = '\0';
+    size_t i = 0;
+    while (u[i] != '\0' && scheme_char(u[i], i == 0))
+        i++;
+    if (u[0] == ':') {
+        snprintf(err, err_cap, "parse \"%s\": missing protocol scheme", u);
+        return FL_ERR_INVALID;
+    }
+    char scheme[16] = "";
+    const char *rest = u;
+    if (u[i] == ':' && i > 0 && i < sizeof scheme) {
+        for (size_t k = 0; k < i; k++)
+            scheme[k] = (char)(u[k] >= 'A' && u[k] <= 'Z' ? u[k] - 'A' + 'a' : u[k]);
+        scheme[i] = '\0';
+        rest = u + i + 1;
+    }
+    if (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0 &&
+        strcmp(scheme, "unix") != 0 && strcmp(scheme, "unixs") != 0) {
+        snprintf(err, err_cap, "URL scheme must be http, https, unix, or unixs: %s", u);
+        return FL_ERR_INVALID;
+    }
+    char host[512] = "";
+    const char *path = rest;
+    if (strncmp(rest, "//", 2) == 0) {
+        const char *a = rest + 2;
+        size_t alen = strcspn(a, "/?#");
+        const char *at = memchr(a, '@', alen);
+        const char *h = at ? at + 1 : a;
+        size_t hlen = alen - (size_t)(h - a);
+        memcpy(host, h, hlen);
+        host[hlen] = '\0';
+        path = a + alen;
+        const char *colon = host[0] == '[' ? strstr(host, "]:") : strrchr(host, ':');
+        if (colon != NULL) {
+            const char *port = colon + (host[0] == '[' ? 2 : 1);
+            if (port[strspn(port, "0123456789")] != '\0') {
+                snprintf(err, err_cap, "parse \"%s\": invalid port \"%s\" after host", u, port - 1);
+                return FL_ERR_INVALID;
+            }
+        }
+    }
+    /* net.SplitHostPort: "[v6]:port", or exactly one colon */
+    bool has_port;
+    if (host[0] == '[') {
+        const char *close = strchr(host, ']');
+        has_port = close != NULL && close[1] == ':' && strchr(close + 2, ':') == NULL;
+    } else {
+        const char *colon = strchr(host, ':');
+        has_port = colon != NULL && strchr(colon + 1, ':') == NULL;
+    }
+    if (!has_port) {
+        snprintf(err, err_cap, "URL address does not have the form \"host:port\": %s", u);
+        return FL_ERR_INVALID;
+    }
+    size_t path_len = strcspn(path, "?#");
+    if (path_len > 0) {
+        snprintf(err, err_cap, "URL must not contain a path: %s", u);
+        return FL_ERR_INVALID;
+    }
+    return FL_OK;
+}
+
+fl_err client_check_urls(const char *const *urls, size_t n, char *err, size_t err_cap)
+{
+    assert(urls != NULL && err != NULL && err_cap > 0);
+    err[0] = '\0';
+    if (n == 0 || n > CLIENT_MAX_PEER_URLS) {
+        snprintf(err, err_cap, "between 1 and %d URLs, not %zu", CLIENT_MAX_PEER_URLS, n);
+        return FL_ERR_INVALID;
+    }
+    for (size_t i = 0; i < n; i++) {
+        assert(urls[i] != NULL);
+        fl_err e = check_url(urls[i], err, err_cap);
+        if (e != FL_OK)
+            return e;
+    }
+    return FL_OK;
 }

@@ -115,3 +115,85 @@ fl_err client_sync_member_list(client_sync *sc, uint64_t timeout_ms,
     *resp = r;
     return err;
 }
+
+/* ---- membership and leadership -------------------------------------------- */
+
+fl_err client_sync_member_add(client_sync *sc, const char *const *peer_urls, size_t n,
+                              bool is_learner, uint64_t timeout_ms,
+                              Etcdserverpb__MemberAddResponse **resp, client_status *status)
+{
+    assert(resp != NULL && status != NULL);
+    *resp = NULL;
+    char why[CLIENT_MESSAGE_BYTES];
+    if (client_check_urls(peer_urls, n, why, sizeof why) != FL_OK) {
+        client_status_set(status, FL_ERR_INVALID, -1, why);
+        return FL_ERR_INVALID;
+    }
+    Etcdserverpb__MemberAddRequest req;
+    etcdserverpb__member_add_request__init(&req);
+    req.n_peerurls = n;
+    req.peerurls = (char **)peer_urls; /* only read: packed before the call returns */
+    req.islearner = is_learner;
+    void *r = NULL;
+    fl_err err = client_sync_call(sc, CLIENT_MEMBER_ADD, &req, timeout_ms, &r, status);
+    *resp = r;
+    return err;
+}
+
+fl_err client_sync_member_remove(client_sync *sc, uint64_t id, uint64_t timeout_ms,
+                                 Etcdserverpb__MemberRemoveResponse **resp, client_status *status)
+{
+    Etcdserverpb__MemberRemoveRequest req;
+    etcdserverpb__member_remove_request__init(&req);
+    req.id = id;
+    void *r = NULL;
+    fl_err err = client_sync_call(sc, CLIENT_MEMBER_REMOVE, &req, timeout_ms, &r, status);
+    *resp = r;
+    return err;
+}
+
+fl_err client_sync_member_update(client_sync *sc, uint64_t id, const char *const *peer_urls,
+                                 size_t n, uint64_t timeout_ms,
+                                 Etcdserverpb__MemberUpdateResponse **resp, client_status *status)
+{
+    assert(resp != NULL && status != NULL);
+    *resp = NULL;
+    char why[CLIENT_MESSAGE_BYTES];
+    if (client_check_urls(peer_urls, n, why, sizeof why) != FL_OK) {
+        client_status_set(status, FL_ERR_INVALID, -1, why);
+        return FL_ERR_INVALID;
+    }
+    Etcdserverpb__MemberUpdateRequest req;
+    etcdserverpb__member_update_request__init(&req);
+    req.id = id;
+    req.n_peerurls = n;
+    req.peerurls = (char **)peer_urls; /* only read: packed before the call returns */
+    void *r = NULL;
+    fl_err err = client_sync_call(sc, CLIENT_MEMBER_UPDATE, &req, timeout_ms, &r, status);
+    *resp = r;
+    return err;
+}
+
+fl_err client_sync_member_promote(client_sync *sc, uint64_t id, uint64_t timeout_ms,
+                                  Etcdserverpb__MemberPromoteResponse **resp, client_status *status)
+{
+    Etcdserverpb__MemberPromoteRequest req;
+    etcdserverpb__member_promote_request__init(&req);
+    req.id = id;
+    void *r = NULL;
+    fl_err err = client_sync_call(sc, CLIENT_MEMBER_PROMOTE, &req, timeout_ms, &r, status);
+    *resp = r;
+    return err;
+}
+
+fl_err client_sync_move_leader(client_sync *sc, uint64_t target_id, uint64_t timeout_ms,
+                               Etcdserverpb__MoveLeaderResponse **resp, client_status *status)
+{
+    Etcdserverpb__MoveLeaderRequest req;
+    etcdserverpb__move_leader_request__init(&req);
+    req.targetid = target_id;
+    void *r = NULL;
+    fl_err err = client_sync_call(sc, CLIENT_MOVE_LEADER, &req, timeout_ms, &r, status);
+    *resp = r;
+    return err;
+}

@@ -50,6 +50,27 @@ void cli_print_put(cli_format f, const Etcdserverpb__PutResponse *r);
 void cli_print_delete(cli_format f, const Etcdserverpb__DeleteRangeResponse *r);
 void cli_print_txn(cli_format f, const Etcdserverpb__TxnResponse *r);
 void cli_print_member_list(cli_format f, const Etcdserverpb__MemberListResponse *r);
+/* Go's json.Marshal of a membership response (MemberAdd's member is NULL for
+ * the others): {"header":{...},"member":{...},"members":[...]} as etcdctl -w json. */
+void cli_print_member_change_json(const Etcdserverpb__ResponseHeader *header,
+                                  const Etcdserverpb__Member *member,
+                                  Etcdserverpb__Member *const *members, size_t n);
+/* {"header":{...}} (MoveLeader's response), or {} without a header. */
+void cli_print_header_json(const Etcdserverpb__ResponseHeader *header);
+
+/* One endpoint's health, as etcdctl's epHealth. */
+typedef struct cli_health {
+    const char *endpoint;
+    bool healthy;
+    char took[32];                    /* Go's duration text, e.g. "1.85478ms" */
+    char error[CLIENT_MESSAGE_BYTES]; /* "" when healthy */
+} cli_health;
+void cli_print_health(cli_format f, const cli_health *h, size_t n);
+/* Go's time.Duration.String of ns into buf. */
+void cli_go_duration(uint64_t ns, char *buf, size_t cap);
+/* Go's %q (strconv.Quote) of a string. */
+void cli_go_quote(FILE *out, const char *s);
+
 /* statuses[i] is NULL when endpoint i failed (it is then left out, as etcdctl does). */
 void cli_print_status(cli_format f, const char *const *endpoints,
                       Etcdserverpb__StatusResponse *const *statuses, size_t n);
@@ -67,6 +88,8 @@ int cli_txn(const cli_globals *g, int argc, char **argv);
 int cli_compact(const cli_globals *g, int argc, char **argv);
 int cli_status(const cli_globals *g, int argc, char **argv);
 int cli_member(const cli_globals *g, int argc, char **argv);
+int cli_move_leader(const cli_globals *g, int argc, char **argv);
+int cli_endpoint_health(const cli_globals *g, int argc, char **argv);
 int cli_bench(const cli_globals *g, int argc, char **argv);
 
 #endif

@@ -21,12 +21,19 @@ void cmd_client_usage(void)
         "  txn [-i]             a transaction read from stdin in etcdctl's format:\n"
         "                       compares, blank line, success ops, blank line, failure ops\n"
         "  compact REV          compact history up to REV (--physical)\n"
-        "  status               status of each endpoint (also: endpoint status)\n"
+        "  status [--cluster]   status of each endpoint (also: endpoint status); --cluster:\n"
+        "                       of every member's client URL from the member list\n"
+        "  endpoint health [--cluster]  a linearizable get through each endpoint\n"
         "  member list          the cluster's members\n"
+        "  member add NAME --peer-urls=URL[,URL] [--learner]\n"
+        "  member remove ID | member update ID --peer-urls=URL[,URL] | member promote ID\n"
+        "                       (ID in hex, as member list prints it)\n"
+        "  move-leader ID       hand leadership to member ID (the leader is found among\n"
+        "                       the endpoints)\n"
         "  bench WORKLOAD       load generator: put|range|txn-put|mixed (flotilla bench --help)\n"
         "\n  client flags (anywhere on the line):\n"
         "  --endpoints A,B      endpoints host:port or http://host:port (default 127.0.0.1:2379)\n"
-        "  -w, --write-out F    simple|json|table (table: status and member list only)\n"
+        "  -w, --write-out F    simple|json|table (table: status, health and member list only)\n"
         "  --command-timeout D  per request, e.g. 5s (default 5s)\n"
         "  --dial-timeout D     per connection attempt (default 2s)\n"
         "  exit codes: 0 ok, 1 request failed, 3 invalid txn input, 4 unsupported\n"
@@ -184,13 +191,18 @@ int cmd_client_main(int argc, char **argv)
     } verbs[] = {
         {"get", cli_get},       {"put", cli_put},         {"del", cli_del},
         {"txn", cli_txn},       {"compact", cli_compact}, {"status", cli_status},
-        {"member", cli_member}, {"bench", cli_bench},
+        {"member", cli_member}, {"bench", cli_bench},     {"move-leader", cli_move_leader},
     };
     if (strcmp(verb, "endpoint") == 0) {
         if (argc >= 2 && strcmp(argv[1], "status") == 0)
-            return cli_status(&g, argc - 1, argv + 1);
-        return cli_fail(CLI_EXIT_BAD_ARGS, "unknown command \"endpoint %s\"",
-                        argc >= 2 ? argv[1] : "");
+            rc = cli_status(&g, argc - 1, argv + 1);
+        else if (argc >= 2 && strcmp(argv[1], "health") == 0)
+            rc = cli_endpoint_health(&g, argc - 1, argv + 1);
+        else
+            return cli_fail(CLI_EXIT_BAD_ARGS, "unknown command \"endpoint %s\"",
+                            argc >= 2 ? argv[1] : "");
+        fflush(stdout);
+        return rc;
     }
     for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
         if (strcmp(verb, verbs[i].name) == 0) {

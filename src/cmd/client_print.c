@@ -436,29 +436,59 @@ static void rows_print(cli_format f, const char *const *hdr, size_t ncols, char 
             printf("%s%s", rows[r][c], c + 1 < ncols ? ", " : "\n");
 }
 
+static void json_member_body(FILE *out, const Etcdserverpb__Member *m)
+{
+    jobj mo = {out, false};
+    fputc('{', out);
+    juint(&mo, "ID", m->id);
+    jstr(&mo, "name", m->name);
+    jstrs(&mo, "peerURLs", m->peerurls, m->n_peerurls);
+    jstrs(&mo, "clientURLs", m->clienturls, m->n_clienturls);
+    jbool(&mo, "isLearner", m->islearner);
+    fputc('}', out);
+}
+
+static void json_members(jobj *o, Etcdserverpb__Member *const *members, size_t n)
+{
+    if (n == 0)
+        return;
+    jkey(o, "members");
+    fputc('[', o->out);
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            fputc(',', o->out);
+        json_member_body(o->out, members[i]);
+    }
+    fputc(']', o->out);
+}
+
+void cli_print_member_change_json(const Etcdserverpb__ResponseHeader *header,
+                                  const Etcdserverpb__Member *member,
+                                  Etcdserverpb__Member *const *members, size_t n)
+{
+    jobj o = {stdout, false};
+    fputc('{', stdout);
+    json_header(&o, header);
+    if (member != NULL) {
+        jkey(&o, "member");
+        json_member_body(stdout, member);
+    }
+    json_members(&o, members, n);
+    puts("}");
+}
+
+void cli_print_header_json(const Etcdserverpb__ResponseHeader *header)
+{
+    jobj o = {stdout, false};
+    fputc('{', stdout);
+    json_header(&o, header);
+    puts("}");
+}
+
 void cli_print_member_list(cli_format f, const Etcdserverpb__MemberListResponse *r)
 {
     if (f == CLI_JSON) {
-        jobj o = {stdout, false};
-        fputc('{', stdout);
-        json_header(&o, r->header);
-        if (r->n_members > 0) {
-            jkey(&o, "members");
-            fputc('[', stdout);
-            for (size_t i = 0; i < r->n_members; i++) {
-                const Etcdserverpb__Member *m = r->members[i];
-                jobj mo = {stdout, false};
-                fputs(i ? ",{" : "{", stdout);
-                juint(&mo, "ID", m->id);
-                jstr(&mo, "name", m->name);
-                jstrs(&mo, "peerURLs", m->peerurls, m->n_peerurls);
-                jstrs(&mo, "clientURLs", m->clienturls, m->n_clienturls);
-                jbool(&mo, "isLearner", m->islearner);
-                fputc('}', stdout);
-            }
-            fputc(']', stdout);
-        }
-        puts("}");
+        cli_print_member_change_json(r->header, NULL, r->members, r->n_members);
         return;
     }
     static const char *const hdr[] = {"ID",         "STATUS",       "NAME",
@@ -552,4 +582,167 @@ void cli_print_status(cli_format f, const char *const *endpoints,
     }
     rows_print(f, hdr, 10, rows, nrows);
     rows_free(rows, nrows, 10);
+}
+
+/* ---- endpoint health ------------------------------------------------------ */
+
+void cli_go_duration(uint64_t ns, char *buf, size_t cap)
+{
+    /* Go's time.Duration.String: "850ns", "1.5µs", "12.830119ms", "5.000887174s", "1m2.5s". */
+    if (ns == 0) {
+        snprintf(buf, cap, "0s");
+        return;
+    }
+    uint64_t unit;
+    const char *name;
+    if (ns < 1000) {
+        snprintf(buf, cap, "%" PRIu64 "ns", ns);
+        return;
+    } else if (ns < 1000000) {
+        unit = 1000, name = "\xc2\xb5s";
+    } else if (ns < 1000000000) {
+        unit = 1000000, name = "ms";
+    } else {
+        unit = 1000000000, name = "s";
+    }
+    uint64_t whole = ns / unit, frac = ns % unit;
+    char prefix[48] = "";
+    if (unit == 1000000000 && whole >= 60) {
+        uint64_t h = whole / 3600, m = whole / 60 % 60;
+        if (h > 0)
+            snprintf(prefix, sizeof prefix, "%" PRIu64 "h%" PRIu64 "m", h, m);
+        else
+            snprintf(prefix, sizeof prefix, "%" PRIu64 "m", m);
+        whole %= 60;
+    }
+    char digits[16] = "";
+    int width = unit == 1000 ? 3 : unit == 1000000 ? 6 : 9;
+    if (frac != 0) {
+        snprintf(digits, sizeof digits, ".%0*" PRIu64, width, frac);
+        size_t len = strlen(digits);
+        while (len > 1 && digits[len - 1] == '0')
+            digits[--len] = '\0';
+    }
+    snprintf(buf, cap, "%s%" PRIu64 "%s%s", prefix, whole, digits, name);
+}
+
+void cli_print_health(cli_format f, const cli_health *h, size_t n)
+{
+    if (f == CLI_JSON) {
+        fputc('[', stdout);
+        for (size_t i = 0; i < n; i++) {
+            fputs(i ? ",{\"endpoint\":" : "{\"endpoint\":", stdout);
+            cli_json_string(stdout, h[i].endpoint, strlen(h[i].endpoint));
+            printf(",\"health\":%s,\"took\":", h[i].healthy ? "true" : "false");
+            cli_json_string(stdout, h[i].took, strlen(h[i].took));
+            if (h[i].error[0] != '\0') {
+                fputs(",\"error\":", stdout);
+                cli_json_string(stdout, h[i].error, strlen(h[i].error));
+            }
+            fputc('}', stdout);
+        }
+        puts("]");
+        return;
+    }
+    if (f == CLI_TABLE) {
+        static const char *const hdr[] = {"ENDPOINT", "HEALTH", "TOOK", "ERROR"};
+        char ***rows = calloc(n + 1, sizeof *rows);
+        if (rows == NULL)
+            abort();
+        for (size_t i = 0; i < n; i++) {
+            rows[i] = calloc(4, sizeof **rows);
+            if (rows[i] == NULL)
+                abort();
+            rows[i][0] = fmt("%s", h[i].endpoint);
+            rows[i][1] = fmt("%s", h[i].healthy ? "true" : "false");
+            rows[i][2] = fmt("%s", h[i].took);
+            rows[i][3] = fmt("%s", h[i].error);
+        }
+        table_print(hdr, 4, rows, n);
+        rows_free(rows, n, 4);
+        return;
+    }
+    /* etcdctl 3.4 writes both kinds of line to stderr */
+    fflush(stdout);
+    for (size_t i = 0; i < n; i++) {
+        if (h[i].error[0] == '\0')
+            fprintf(stderr, "%s is healthy: successfully committed proposal: took = %s\n",
+                    h[i].endpoint, h[i].took);
+        else
+            fprintf(stderr, "%s is unhealthy: failed to commit proposal: %s\n", h[i].endpoint,
+                    h[i].error);
+    }
+}
+
+/* ---- Go's %q ---------------------------------------------------------------- */
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 if invalid. */
+static size_t utf8_len(const unsigned char *s, size_t left)
+{
+    size_t n = s[0] >= 0xf0 && s[0] <= 0xf4 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
+    if (n == 0 || n > left || s[0] > 0xf4)
+        return 0;
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    return n;
+}
+
+void cli_go_quote(FILE *out, const char *text)
+{
+    const unsigned char *s = (const unsigned char *)text;
+    size_t len = strlen(text);
+    fputc('"', out);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = s[i];
+        const char *esc = NULL;
+        switch (c) {
+        case '"':
+            esc = "\\\"";
+            break;
+        case '\\':
+            esc = "\\\\";
+            break;
+        case '\a':
+            esc = "\\a";
+            break;
+        case '\b':
+            esc = "\\b";
+            break;
+        case '\f':
+            esc = "\\f";
+            break;
+        case '\n':
+            esc = "\\n";
+            break;
+        case '\r':
+            esc = "\\r";
+            break;
+        case '\t':
+            esc = "\\t";
+            break;
+        case '\v':
+            esc = "\\v";
+            break;
+        default:
+            break;
+        }
+        if (esc != NULL) {
+            fputs(esc, out);
+        } else if (c < 0x20 || c == 0x7f) {
+            fprintf(out, "\\x%02x", c);
+        } else if (c < 0x80) {
+            fputc(c, out);
+        } else {
+            /* multi-byte: kept when valid UTF-8 (printable runes, as Go keeps them) */
+            size_t n = utf8_len(s + i, len - i);
+            if (n == 0) {
+                fprintf(out, "\\x%02x", c);
+            } else {
+                fwrite(s + i, 1, n, out);
+                i += n - 1;
+            }
+        }
+    }
+    fputc('"', out);
 }

@@ -37,6 +37,78 @@ static void test_etcd_texts(void **state)
                      FL_ERR_COMPACTED);
 }
 
+static void test_cluster_texts(void **state)
+{
+    /* etcd 3.4's texts (seen with etcdctl against etcd 3.4.23), each with its own fl_err. */
+    assert_int_equal(client_error_from_grpc(5, "etcdserver: member not found"),
+                     FL_ERR_MEMBER_NOT_FOUND);
+    assert_int_equal(client_error_from_grpc(9, "etcdserver: Peer URLs already exists"),
+                     FL_ERR_PEER_URL_EXISTS);
+    assert_int_equal(client_error_from_grpc(9, "etcdserver: peerURL exists"),
+                     FL_ERR_PEER_URL_EXISTS);
+    assert_int_equal(client_error_from_grpc(9, "etcdserver: can only promote a learner member"),
+                     FL_ERR_MEMBER_NOT_LEARNER);
+    assert_int_equal(
+        client_error_from_grpc(
+            9, "etcdserver: can only promote a learner member which is in sync with leader"),
+        FL_ERR_LEARNER_NOT_READY);
+    assert_int_equal(
+        client_error_from_grpc(
+            9, "etcdserver: re-configuration failed due to not enough started members"),
+        FL_ERR_NOT_ENOUGH_STARTED);
+    assert_int_equal(client_error_from_grpc(9, "etcdserver: too many learner members in cluster"),
+                     FL_ERR_TOO_MANY_LEARNERS);
+    assert_int_equal(client_error_from_grpc(9, "etcdserver: bad leader transferee"),
+                     FL_ERR_BAD_LEADER_TRANSFEREE);
+    assert_int_equal(client_error_from_grpc(9, "etcdserver: not leader"), FL_ERR_NOT_LEADER);
+    assert_int_equal(client_error_from_grpc(9, "etcdserver: ID removed"), FL_ERR_MEMBER_ID_REMOVED);
+    /* "no leader" keeps meaning unavailable (bench stops on it) */
+    assert_int_equal(client_error_from_grpc(14, "etcdserver: no leader"), FL_ERR_UNAVAILABLE);
+}
+
+/* Expects url to be refused with exactly etcd's text want (NULL: accepted). */
+static void expect_url(const char *url, const char *want)
+{
+    char err[CLIENT_MESSAGE_BYTES];
+    const char *urls[] = {url};
+    fl_err e = client_check_urls(urls, 1, err, sizeof err);
+    if (want == NULL) {
+        assert_int_equal(e, FL_OK);
+        assert_string_equal(err, "");
+    } else {
+        assert_int_equal(e, FL_ERR_INVALID);
+        assert_string_equal(err, want);
+    }
+}
+
+static void test_check_urls(void **state)
+{
+    /* The texts of etcd's types.NewURLs (etcdctl 3.4.23 prints them for member add). */
+    expect_url("http://127.0.0.1:12380", NULL);
+    expect_url("https://[::1]:2380", NULL);
+    expect_url("unix://sock:1", NULL);
+    expect_url(" http://h:1 ", NULL); /* trimmed, as strings.TrimSpace */
+    expect_url("http://h:1?x=1", NULL);
+    expect_url("notaurl", "URL scheme must be http, https, unix, or unixs: notaurl");
+    expect_url("ftp://h:1", "URL scheme must be http, https, unix, or unixs: ftp://h:1");
+    expect_url("http://h", "URL address does not have the form \"host:port\": http://h");
+    expect_url("http://::1:2380",
+               "URL address does not have the form \"host:port\": http://::1:2380");
+    expect_url("http:h:1", "URL address does not have the form \"host:port\": http:h:1");
+    expect_url("http://h:1/", "URL must not contain a path: http://h:1/");
+    expect_url("http://h:1/p", "URL must not contain a path: http://h:1/p");
+    expect_url("http://h:x", "parse \"http://h:x\": invalid port \":x\" after host");
+    expect_url(":x", "parse \":x\": missing protocol scheme");
+    /* the first bad one of several is reported; counts are bounded */
+    char err[CLIENT_MESSAGE_BYTES];
+    const char *two[] = {"http://a:1", "http://b"};
+    assert_int_equal(client_check_urls(two, 2, err, sizeof err), FL_ERR_INVALID);
+    assert_string_equal(err, "URL address does not have the form \"host:port\": http://b");
+    assert_int_equal(client_check_urls(two, 0, err, sizeof err), FL_ERR_INVALID);
+    assert_int_equal(client_check_urls(two, CLIENT_MAX_PEER_URLS + 1, err, sizeof err),
+                     FL_ERR_INVALID);
+}
+
 static void test_codes(void **state)
 {
     assert_int_equal(client_error_from_grpc(0, "anything"), FL_OK);
@@ -115,6 +187,24 @@ static void test_method_paths(void **state)
     assert_string_equal(client_method_path(CLIENT_MEMBER_LIST), "/etcdserverpb.Cluster/MemberList");
     assert_ptr_equal(client_method_response_descriptor(CLIENT_TXN),
                      &etcdserverpb__txn_response__descriptor);
+    assert_string_equal(client_method_path(CLIENT_MEMBER_ADD), "/etcdserverpb.Cluster/MemberAdd");
+    assert_string_equal(client_method_path(CLIENT_MEMBER_PROMOTE),
+                        "/etcdserverpb.Cluster/MemberPromote");
+    assert_string_equal(client_method_path(CLIENT_MOVE_LEADER),
+                        "/etcdserverpb.Maintenance/MoveLeader");
+    /* every method has a path and both descriptors, request and response of one name */
+    for (int m = 0; m < CLIENT_METHOD__COUNT; m++) {
+        assert_non_null(client_method_path((client_method)m));
+        const ProtobufCMessageDescriptor *rq = client_method_request_descriptor((client_method)m);
+        const ProtobufCMessageDescriptor *rs = client_method_response_descriptor((client_method)m);
+        assert_non_null(rq);
+        assert_non_null(rs);
+        assert_non_null(strstr(client_method_path((client_method)m), "/etcdserverpb."));
+    }
+    assert_ptr_equal(client_method_request_descriptor(CLIENT_MEMBER_UPDATE),
+                     &etcdserverpb__member_update_request__descriptor);
+    assert_ptr_equal(client_method_response_descriptor(CLIENT_MOVE_LEADER),
+                     &etcdserverpb__move_leader_response__descriptor);
 }
 
 int main(void)
@@ -123,7 +213,8 @@ int main(void)
         cmocka_unit_test(test_etcd_texts),     cmocka_unit_test(test_codes),
         cmocka_unit_test(test_percent_decode), cmocka_unit_test(test_grpc_timeout),
         cmocka_unit_test(test_endpoints),      cmocka_unit_test(test_prefix_end),
-        cmocka_unit_test(test_method_paths),
+        cmocka_unit_test(test_method_paths),   cmocka_unit_test(test_cluster_texts),
+        cmocka_unit_test(test_check_urls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

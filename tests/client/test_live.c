@@ -188,6 +188,81 @@ static void check_errors(void)
     printf("ok errors: key empty, future revision, txn compare-and-swap, status, member list\n");
 }
 
+/* Generous: a membership change is a log entry, fsynced on a shared, loaded machine. */
+#define MEMBERSHIP_TIMEOUT_MS 20000
+
+/* Membership and leadership on a one-member cluster: a learner is added,
+ * updated and removed; the refusals come back as their own fl_err. */
+static void check_membership(void)
+{
+    client_sync *sc = open_sync(&live, 1, 2000);
+    client_status st;
+    Etcdserverpb__MemberListResponse *ml = NULL;
+    CHECK(client_sync_member_list(sc, MEMBERSHIP_TIMEOUT_MS, &ml, &st) == FL_OK, "member list: %s",
+          st.message);
+    CHECK(ml->n_members == 1 && ml->members[0]->n_peerurls >= 1, "one member with a peer URL");
+    uint64_t self = ml->members[0]->id;
+    char self_peer[256];
+    snprintf(self_peer, sizeof self_peer, "%s", ml->members[0]->peerurls[0]);
+    client_free_response(ml);
+
+    /* clientv3's URL check: nothing is sent */
+    const char *bad[] = {"notaurl"};
+    Etcdserverpb__MemberAddResponse *add = (void *)1;
+    fl_err err = client_sync_member_add(sc, bad, 1, true, MEMBERSHIP_TIMEOUT_MS, &add, &st);
+    CHECK(err == FL_ERR_INVALID && add == NULL && st.grpc_code == -1, "bad URL: %s",
+          fl_err_name(err));
+    CHECK(strcmp(st.message, "URL scheme must be http, https, unix, or unixs: notaurl") == 0,
+          "bad URL text: %s", st.message);
+
+    const char *taken[] = {self_peer};
+    err = client_sync_member_add(sc, taken, 1, true, MEMBERSHIP_TIMEOUT_MS, &add, &st);
+    CHECK(err == FL_ERR_PEER_URL_EXISTS && add == NULL, "an existing peer URL: %s (%s)",
+          fl_err_name(err), st.message);
+
+    const char *urls[] = {"http://127.0.0.1:1", "http://127.0.0.1:2"};
+    err = client_sync_member_add(sc, urls, 2, true, MEMBERSHIP_TIMEOUT_MS, &add, &st);
+    CHECK(err == FL_OK, "add learner: %s", st.message);
+    CHECK(add->member && add->member->islearner && add->member->n_peerurls == 2,
+          "the added member is a learner with both URLs");
+    CHECK(add->n_members == 2 && add->header && add->header->cluster_id != 0, "two members");
+    uint64_t learner = add->member->id;
+    CHECK(learner != 0 && learner != self, "a new id");
+    client_free_response(add);
+
+    const char *moved[] = {"http://127.0.0.1:3"};
+    Etcdserverpb__MemberUpdateResponse *upd = NULL;
+    err = client_sync_member_update(sc, learner, moved, 1, MEMBERSHIP_TIMEOUT_MS, &upd, &st);
+    CHECK(err == FL_OK && upd->n_members == 2, "update: %s", st.message);
+    client_free_response(upd);
+
+    Etcdserverpb__MemberPromoteResponse *pro = (void *)1;
+    err = client_sync_member_promote(sc, self, MEMBERSHIP_TIMEOUT_MS, &pro, &st);
+    CHECK(err == FL_ERR_MEMBER_NOT_LEARNER && pro == NULL, "promote a voter: %s (%s)",
+          fl_err_name(err), st.message);
+    CHECK(strcmp(st.message, "etcdserver: can only promote a learner member") == 0, "text: %s",
+          st.message);
+
+    Etcdserverpb__MemberRemoveResponse *rem = NULL;
+    err = client_sync_member_remove(sc, learner, MEMBERSHIP_TIMEOUT_MS, &rem, &st);
+    CHECK(err == FL_OK && rem->n_members == 1, "remove: %s", st.message);
+    client_free_response(rem);
+    err = client_sync_member_remove(sc, learner, MEMBERSHIP_TIMEOUT_MS, &rem, &st);
+    CHECK(err == FL_ERR_MEMBER_NOT_FOUND && rem == NULL, "remove again: %s", fl_err_name(err));
+    CHECK(strcmp(st.message, "etcdserver: member not found") == 0, "text: %s", st.message);
+
+    Etcdserverpb__MoveLeaderResponse *mv = NULL;
+    err = client_sync_move_leader(sc, self, MEMBERSHIP_TIMEOUT_MS, &mv, &st);
+    CHECK(err == FL_OK, "move leader to itself: %s", st.message);
+    client_free_response(mv);
+    err = client_sync_move_leader(sc, 0x1234, MEMBERSHIP_TIMEOUT_MS, &mv, &st);
+    CHECK(err == FL_ERR_BAD_LEADER_TRANSFEREE && mv == NULL, "unknown transferee: %s (%s)",
+          fl_err_name(err), st.message);
+    client_sync_close(sc);
+    printf("ok membership: bad URL, add learner, existing peer URL, update, promote a voter, "
+           "remove twice, move-leader\n");
+}
+
 /* 4. Bounds: the wait queue, the response size, the server's request size. */
 static void check_bounds(void)
 {
@@ -357,6 +432,7 @@ int main(int argc, char **argv)
     blackhole = argv[3];
     check_pipelining();
     check_errors();
+    check_membership();
     check_failures();
     check_bounds();
     check_retry_from_done();
