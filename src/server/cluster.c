@@ -133,6 +133,18 @@ fl_err cluster_parse_initial(const char *text, const char *token, cluster_state 
         snprintf(errbuf, errbuf_len, "--initial-cluster is empty");
         return FL_ERR_INVALID;
     }
+    /* etcd refuses one peer URL for two members (or twice for one) */
+    for (uint32_t i = 0; i < out->n_members; i++)
+        for (uint32_t u = 0; u < out->members[i].n_peer_urls; u++)
+            for (uint32_t j = i; j < out->n_members; j++)
+                for (uint32_t v = j == i ? u + 1 : 0; v < out->members[j].n_peer_urls; v++)
+                    if (strcmp(out->members[i].peer_urls[u], out->members[j].peer_urls[v]) == 0) {
+                        snprintf(errbuf, errbuf_len,
+                                 "--initial-cluster: %s appears more than once (%s, %s)",
+                                 out->members[i].peer_urls[u], out->members[i].name,
+                                 out->members[j].name);
+                        return FL_ERR_INVALID;
+                    }
     for (uint32_t i = 0; i < out->n_members; i++) {
         cluster_member *m = &out->members[i];
         const char *urls[CLUSTER_URLS_MAX];
