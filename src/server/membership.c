@@ -81,7 +81,7 @@ void server_membership_on_applied(server *srv)
 
 static void publish(server *srv)
 {
-    if (srv->published || srv->leader_id == 0 || srv->stopping || srv->removed)
+    if (srv->published || !srv->serving || srv->leader_id == 0 || srv->stopping || srv->removed)
         return;
     if (!cluster_find_const(&srv->cluster, srv->member_id))
         return; /* not (yet) a member: a joining member learns the table first */
@@ -158,7 +158,6 @@ static void reconcile_configuration(server *srv)
 
 void server_membership_after_leader_change(server *srv)
 {
-    srv->publish_ticks = 0;
     publish(srv);
     propose_version(srv);
     if (srv->move_waiter && srv->leader_id == srv->move_target) {
@@ -170,8 +169,7 @@ void server_membership_after_leader_change(server *srv)
 
 void server_membership_on_tick(server *srv)
 {
-    if (!srv->published && ++srv->publish_ticks >= PUBLISH_RETRY_TICKS) {
-        srv->publish_ticks = 0;
+    if (!srv->published && srv->publish_ticks++ % PUBLISH_RETRY_TICKS == 0) {
         publish(srv);
         propose_version(srv);
     }
@@ -371,4 +369,21 @@ fl_err server_move_leader(server *srv, uint64_t target, server_member_done_fn do
     srv->move_target = target;
     server_node_kick(srv);
     return FL_OK;
+}
+
+fl_err server_set_client_urls(server *srv, const char *urls)
+{
+    cluster_member m;
+    if (cluster_parse_urls(urls, m.client_urls, CLUSTER_URLS_MAX, &m.n_client_urls) != FL_OK)
+        return FL_ERR_INVALID;
+    memcpy(srv->self.client_urls, m.client_urls, sizeof m.client_urls);
+    srv->self.n_client_urls = m.n_client_urls;
+    return FL_OK;
+}
+
+void server_start_serving(server *srv)
+{
+    srv->serving = true;
+    srv->publish_ticks = 0;
+    publish(srv);
 }
