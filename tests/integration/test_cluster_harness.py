@@ -39,6 +39,7 @@ def check_etcd():
         print("leader %r, ids %s" % (ld, hexes))
         assert len(set(hexes)) == 3 and all(re.fullmatch("[0-9a-f]{16}", h) for h in hexes), hexes
         assert sorted(ids) == ["m0", "m1", "m2"], ids
+        assert c.member_ids_hex() == {m.name: cl.hex_id(m.id) for m in c.members}
         c.put("h/a", "1", members=[c.members[0]])
         assert [c.get("h/a", members=[m]) for m in c.members] == ["1"] * 3
         assert c.get("h/none") is None
