@@ -118,6 +118,15 @@ static bool in_ids(const raft_id *ids, uint32_t n, uint64_t id)
     return false;
 }
 
+/* etcd's rule for promotion: the learner's acknowledged index is within 10%
+ * of the leader's commit (leader only: only it sees progress). */
+static bool learner_in_sync(server *srv, uint64_t id)
+{
+    uint64_t match = 0;
+    return raft_progress_match(srv->raft, id, &match) &&
+           (double)match >= 0.9 * (double)srv->commit_index;
+}
+
 static void reconcile_configuration(server *srv)
 {
     if (srv->role != RAFT_LEADER)
@@ -134,7 +143,7 @@ static void reconcile_configuration(server *srv)
         if (!voter && !learner)
             change = (struct raft_conf_change){
                 m->is_learner ? RAFT_CONF_ADD_LEARNER : RAFT_CONF_ADD_VOTER, m->id};
-        else if (learner && !m->is_learner)
+        else if (learner && !m->is_learner && learner_in_sync(srv, m->id))
             change = (struct raft_conf_change){RAFT_CONF_ADD_VOTER, m->id};
     }
     for (uint32_t i = 0; i < st.conf.n_voters && !change.id; i++)
@@ -329,12 +338,8 @@ fl_err server_member_promote(server *srv, uint64_t id, server_member_done_fn don
      * Only the leader sees progress; a follower lets the leader's
      * reconciliation wait for the learner instead (it is added as a voter
      * only by a conf change the leader proposes). */
-    if (srv->role == RAFT_LEADER) {
-        uint64_t match = 0;
-        if (!raft_progress_match(srv->raft, id, &match) ||
-            (double)match < 0.9 * (double)srv->commit_index)
-            return FL_ERR_LEARNER_NOT_READY;
-    }
+    if (srv->role == RAFT_LEADER && !learner_in_sync(srv, id))
+        return FL_ERR_LEARNER_NOT_READY;
     cluster_member m = {.id = id};
     return propose_member(srv, ENTRY_MEMBER_PROMOTE, &m, done, ctx);
 }

@@ -35,15 +35,9 @@ DEADLINE_S = 30.0  # for conditions: a leader, a leader change, a ready cluster
 # (name, etcd's output, flotilla's) of server answers that differ today; each
 # entry is a note for the server, not for the CLI.
 KNOWN_SERVER_DIFFS = {
-    # etcd 3.4 sends "etcdserver: Peer URLs already exists" (rpctypes.ErrGRPCPeerURLExist);
-    # etcdctl knows only that text, so it prints flotilla's as a raw "rpc error: ...".
-    "add-existing-peer-url",
-    "update-to-existing-peer-url",
     # etcd refuses to promote a learner that has not caught up (it never started);
     # flotilla promotes it.
     "promote-unstarted-learner",
-    # etcd's MoveLeader response has no header ("{}"); flotilla fills one.
-    "move-leader-json",
     # etcd 3.4's MemberUpdate answer shows the updated learner without
     # "isLearner" (it rewrites the member's raft attributes); flotilla keeps it.
     "lifecycle-update-json",
