@@ -383,6 +383,12 @@ static void handle_status(api_call *call, ProtobufCMessage *request)
     r.raftterm = s.raft_term;
     r.raftappliedindex = s.raft_applied_index;
     r.islearner = s.is_learner;
+    char *errors[1];
+    if (s.error && s.error[0]) {
+        errors[0] = (char *)(uintptr_t)s.error; /* packing only reads */
+        r.errors = errors;
+        r.n_errors = 1;
+    }
     api_call_reply(call, &r.base);
 }
 
