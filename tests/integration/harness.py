@@ -156,6 +156,7 @@ class Etcd:
         self.port = free_port()
         self.peer_port = free_port()
         self.proc = None
+        self.extra_args = []
         _live.append(self)
 
     @property
@@ -169,7 +170,7 @@ class Etcd:
         args = [etcd, "--name", "default", "--data-dir", os.path.join(self.tmp, "data"),
                 "--listen-client-urls", url, "--advertise-client-urls", url,
                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                "--initial-cluster", "default=" + peer]
+                "--initial-cluster", "default=" + peer] + self.extra_args
         self.log = open(os.path.join(self.tmp, "etcd.log"), "ab")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
         wait_port(self.port, proc=self.proc)
