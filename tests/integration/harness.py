@@ -56,6 +56,7 @@ class Member:
         self.port = port
         self.name = name
         self.extra_args = list(extra_args)
+        self.env = None  # the process environment (None: this one's)
         self.proc = None
         log_dir = self.tmp or tempfile.mkdtemp(prefix="flotilla-log-")
         self.log_path = os.path.join(log_dir, "member.log")
@@ -74,7 +75,7 @@ class Member:
             args += ["--advertise-client-urls", url]
         offset = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
         if not self.port:
             self.port = self._bound_port(offset)
         wait_port(self.port, proc=self.proc)
