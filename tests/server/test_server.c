@@ -195,6 +195,16 @@ static void settle(fixture *f, server_status *out)
     }
 }
 
+/* Runs the loop for about ms without blocking in it: for checks that
+ * something does NOT happen within a while. */
+static void run_for_ms(fixture *f, int ms)
+{
+    for (int i = 0; i < ms / 10; i++) {
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        usleep(10 * 1000);
+    }
+}
+
 /* server_create must fail with `want` and a message containing `text`. */
 static void expect_refused(fixture *f, fl_err want, const char *text)
 {
@@ -365,6 +375,75 @@ static void test_group_commit(void **state)
     assert_value(f, "k00000", "v0");
     assert_value(f, "k02999", "v2999");
     free(results);
+    stop(f);
+}
+
+/* Held inside fdatasync by the test (bounded), so batches queue behind it. */
+static int hold_sync, in_sync;
+
+static int hook_fdatasync_held(void *ctx, int fd)
+{
+    (void)ctx;
+    __atomic_store_n(&in_sync, 1, __ATOMIC_SEQ_CST);
+    for (int i = 0; i < 60000 && __atomic_load_n(&hold_sync, __ATOMIC_SEQ_CST); i++)
+        usleep(1000);
+    return fdatasync(fd);
+}
+
+/* Writes arriving in separate loop turns while the writer is inside an
+ * fdatasync each become their own batch; the writer covers all of them with
+ * ONE fdatasync when it gets back (group commit in the writer). And no write
+ * is answered before the fdatasync covering its entry returned. */
+static void test_group_commit_across_turns(void **state)
+{
+    fixture *f = *state;
+    static const wal_test_hooks hooks = {.fdatasync = hook_fdatasync_held};
+    f->options.wal_test_hooks = &hooks;
+    start(f);
+    server_status st0;
+    settle(f, &st0);
+    server_stats s0;
+    server_get_stats(f->srv, &s0);
+    enum { N = 50 };
+    write_result r[N];
+    int completed = 0;
+    char key[32];
+    __atomic_store_n(&in_sync, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&hold_sync, 1, __ATOMIC_SEQ_CST);
+    assert_int_equal(put(f, "g00", "v", &r[0], &completed), FL_OK);
+    uint64_t deadline = now_ms() + WAIT_MS_MAX;
+    while (!__atomic_load_n(&in_sync, __ATOMIC_SEQ_CST)) { /* the writer syncs g00 */
+        if (now_ms() > deadline)
+            fail_msg("the writer never synced");
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+    for (int i = 1; i < N; i++) { /* one write per loop turn: one batch each */
+        snprintf(key, sizeof key, "g%02d", i);
+        assert_int_equal(put(f, key, "v", &r[i], &completed), FL_OK);
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+    }
+    server_status st;
+    server_get_status(f->srv, &st);
+    assert_int_equal(st.raft_index, st0.raft_index + N); /* all in Raft's log */
+    run_for_ms(f, 100);
+    assert_int_equal(completed, 0); /* nothing answered before its fdatasync */
+    server_get_status(f->srv, &st);
+    assert_int_equal(st.raft_applied_index, st0.raft_applied_index); /* nor applied */
+    __atomic_store_n(&hold_sync, 0, __ATOMIC_SEQ_CST);
+    wait_for(f, &completed, N);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(r[i].err, FL_OK);
+        if (i > 0)
+            assert_int_equal(r[i].revision, r[i - 1].revision + 1);
+    }
+    server_stats stats;
+    server_get_stats(f->srv, &stats);
+    uint64_t syncs = stats.wal_syncs - s0.wal_syncs, batches = stats.wal_batches - s0.wal_batches;
+    print_message("across turns: %d writes in %" PRIu64 " batches, %" PRIu64 " fsyncs\n", N,
+                  batches, syncs);
+    assert_true(batches >= N);
+    assert_true(syncs <= 3); /* g00's, then one for the queued rest (a split at most) */
     stop(f);
 }
 
@@ -1269,14 +1348,6 @@ static bool run_until_done_or_stall(fixture *f, const int *completed, uint64_t s
     }
 }
 
-static void run_for_ms(fixture *f, int ms)
-{
-    for (int i = 0; i < ms / 10; i++) {
-        uv_run(&f->loop, UV_RUN_NOWAIT);
-        usleep(10 * 1000);
-    }
-}
-
 static void test_lmdb_disk_full(void **state)
 {
     fixture *f = *state;
@@ -1745,6 +1816,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_commit_across_turns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sequential_writes_sync_each, setup, teardown),
         cmocka_unit_test_setup_teardown(test_new_member_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_validation_and_bounds, setup, teardown),
