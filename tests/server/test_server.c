@@ -28,6 +28,7 @@
 #include <cmocka.h>
 
 #include "mvcc/mvcc.h"
+#include "server/cluster.h"
 #include "server/entry.h"
 #include "server/server.h"
 #include "wal/wal.h"
@@ -687,6 +688,64 @@ static void test_identity_stable(void **state)
     f->options.initial_cluster = "x=http://localhost:2380";
     expect_refused(f, FL_ERR_INVALID, "no member named");
     f->options.initial_cluster = NULL;
+}
+
+/* A new cluster of two whose other member never comes: this member writes
+ * the same index 1 (both members, both voters), campaigns without winning
+ * (pre-vote: an isolated member does not inflate its term), refuses writes
+ * and linearizable reads with FL_ERR_NO_LEADER, serves serializable reads,
+ * and stops and restarts cleanly. */
+static void test_no_quorum(void **state)
+{
+    fixture *f = *state;
+    f->options.initial_cluster = "t=http://127.0.0.1:1,u=http://127.0.0.1:2";
+    f->options.initial_advertise_peer_urls = "http://127.0.0.1:1";
+    f->options.listen_peer_urls = "http://127.0.0.1:0"; /* nobody dials us */
+    f->options.heartbeat_ms = 10;
+    f->options.election_ms = 50;
+    start(f);
+    server_header h;
+    server_get_header(f->srv, &h);
+    const char *t_urls[] = {"http://127.0.0.1:1"}, *u_urls[] = {"http://127.0.0.1:2"};
+    uint64_t ids[2] = {cluster_member_id(t_urls, 1, "flotilla-cluster"),
+                       cluster_member_id(u_urls, 1, "flotilla-cluster")};
+    assert_int_equal(h.member_id, ids[0]);
+    assert_int_equal(h.cluster_id, cluster_cluster_id("flotilla-cluster", ids, 2));
+    const server_member *members;
+    size_t count;
+    server_get_members(f->srv, &members, &count);
+    assert_int_equal(count, 2);
+    assert_string_equal(members[1].name, "u");
+    run_for_ms(f, 500); /* ten election timeouts */
+    server_status st;
+    server_get_status(f->srv, &st);
+    server_stats stats;
+    server_get_stats(f->srv, &stats);
+    print_message("no quorum: leader=%" PRIx64 " term=%" PRIu64 " index=%" PRIu64
+                  " applied=%" PRIu64 " leader_changes=%" PRIu64 "\n",
+                  st.leader_id, st.raft_term, st.raft_index, st.raft_applied_index,
+                  stats.leader_changes);
+    assert_int_equal(st.leader_id, 0);
+    assert_int_equal(st.raft_applied_index, 1); /* the initial configuration only */
+    assert_int_equal(st.raft_term, 1);          /* pre-vote never won: no new term */
+    assert_int_equal(stats.leader_changes, 0);
+    write_result r;
+    int completed = 0;
+    assert_int_equal(put(f, "k", "v", &r, &completed), FL_ERR_NO_LEADER);
+    read_result rr = {0};
+    mvcc_range_req req = {.key = {(const uint8_t *)"k", 1}};
+    assert_int_equal(server_range(f->srv, &req, false, on_read, &rr), FL_ERR_NO_LEADER);
+    assert_value_ex(f, "k", NULL, true); /* serializable: the local state */
+    run_for_ms(f, 50);
+    assert_int_equal(completed, 0);
+    assert_int_equal(rr.calls, 0);
+    stop(f);
+    start(f); /* the same flags: the stored identity and table */
+    server_get_header(f->srv, &h);
+    assert_int_equal(h.member_id, ids[0]);
+    server_get_members(f->srv, &members, &count);
+    assert_int_equal(count, 2);
+    stop(f);
 }
 
 /* A second member on the same data dir is refused. */
@@ -1841,6 +1900,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stop_answers_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_identity_stable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_data_dir_locked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_quorum, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_past_applied, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigkill_recovery, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wal_disk_full, setup, teardown),
