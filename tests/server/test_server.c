@@ -560,6 +560,75 @@ static void test_validation_and_bounds(void **state)
     stop(f);
 }
 
+/* Writes one request and waits for its answer; returns the error. */
+static fl_err write_sync(fixture *f, const mvcc_request *req, write_result *r)
+{
+    int completed = 0;
+    memset(r, 0, sizeof *r);
+    r->in_call = &in_call_flag;
+    r->completed = &completed;
+    in_call_flag = 1;
+    fl_err err = server_write(f->srv, req, on_write, r);
+    in_call_flag = 0;
+    if (err != FL_OK)
+        return err;
+    wait_for(f, &completed, 1);
+    assert_int_equal(r->calls, 1);
+    return r->err;
+}
+
+/* Validation fails at once and takes no index; an error that depends on
+ * the state (future or compacted revision) is the entry's answer: it is
+ * applied (the index moves) and counted as acknowledged. */
+static void test_validation_and_apply_errors(void **state)
+{
+    fixture *f = *state;
+    f->options.max_txn_ops = 2;
+    start(f);
+    server_status st0, st;
+    settle(f, &st0);
+    server_stats s0, stats;
+    server_get_stats(f->srv, &s0);
+    write_result r;
+    mvcc_op ops[3];
+    for (int i = 0; i < 3; i++) {
+        ops[i] = (mvcc_op){.type = MVCC_OP_PUT};
+        ops[i].u.put.key = (mvcc_bytes){(const uint8_t *)(i == 2 ? "a" : i ? "b" : "a"), 1};
+        ops[i].u.put.value = (mvcc_bytes){(const uint8_t *)"v", 1};
+    }
+    mvcc_request txn = {.type = MVCC_REQ_TXN};
+    txn.u.txn.success = ops;
+    txn.u.txn.success_count = 3; /* more than max_txn_ops */
+    assert_int_equal(write_sync(f, &txn, &r), FL_ERR_TOO_MANY_OPS);
+    txn.u.txn.success = &ops[1];
+    txn.u.txn.success_count = 2; /* "b" and "a" */
+    assert_int_equal(write_sync(f, &txn, &r), FL_OK);
+    ops[1].u.put.key = (mvcc_bytes){(const uint8_t *)"a", 1};
+    assert_int_equal(write_sync(f, &txn, &r), FL_ERR_DUPLICATE_KEY); /* "a" twice */
+    server_get_status(f->srv, &st);
+    assert_int_equal(st.raft_index, st0.raft_index + 1); /* only the good txn took one */
+
+    mvcc_request compact = {.type = MVCC_REQ_COMPACT};
+    compact.u.compact.revision = 1000;
+    assert_int_equal(write_sync(f, &compact, &r), FL_ERR_FUTURE_REV);
+    assert_int_equal(r.calls, 1);
+    server_get_status(f->srv, &st);
+    assert_int_equal(st.raft_index, st0.raft_index + 2); /* applied, with an error answer */
+    assert_int_equal(st.raft_applied_index, st.raft_index);
+    server_header h;
+    server_get_header(f->srv, &h);
+    compact.u.compact.revision = h.revision;
+    assert_int_equal(write_sync(f, &compact, &r), FL_OK);
+    compact.u.compact.revision = h.revision - 1;
+    assert_int_equal(write_sync(f, &compact, &r), FL_ERR_COMPACTED);
+    server_get_stats(f->srv, &stats);
+    assert_int_equal(stats.writes_acked - s0.writes_acked, 4);
+    assert_int_equal(stats.writes_failed - s0.writes_failed, 0);
+    server_get_status(f->srv, &st);
+    assert_int_equal(st.raft_index, st0.raft_index + 4);
+    stop(f);
+}
+
 /* A write accepted before stop is answered exactly once, FL_OK or
  * FL_ERR_STOPPED (which claims nothing: the entry may be in the log). The
  * writes are in the log in submit order, so after a restart the keys that
@@ -1897,6 +1966,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sequential_writes_sync_each, setup, teardown),
         cmocka_unit_test_setup_teardown(test_new_member_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_validation_and_bounds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_validation_and_apply_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_answers_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_identity_stable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_data_dir_locked, setup, teardown),
