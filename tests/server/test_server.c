@@ -1,9 +1,13 @@
 /* Unit tests for src/server, a member that is a Raft node: the write path
- * (group commit, bounds, callbacks never re-entrant), the log of a new member
- * (etcd 3.4's indexes and revisions), recovery (committed entries past LMDB's
- * applied index replayed, a SIGKILLed member), identity checked against the
- * flags, WAL disk-full handling (appends retried, new writes refused, the
- * stuck ones time out), corrupt WAL detection, checkpoints (WAL release,
+ * (group commit per loop turn and in the writer, one fsync per lone write,
+ * nothing answered before its fdatasync, bounds, validation vs apply-time
+ * answers, callbacks never re-entrant), the log of a new member (etcd 3.4's
+ * indexes and revisions), a cluster of two without quorum, recovery
+ * (committed entries past LMDB's applied index replayed, a SIGKILLed
+ * member), identity checked against the flags, WAL disk full (appends
+ * retried, new writes refused, the stuck ones time out, a stop while full),
+ * fdatasync failure, quota, LMDB map full (fatal, replayed) and LMDB disk
+ * full (applies wait), corrupt WAL detection, checkpoints (WAL release,
  * bounded WAL, gap refused at start-up) — all with the real wal and mvcc in
  * a temp dir on a uv loop. Expectations about indexes are computed from the
  * member's status before and after, not from the old one-entry-per-write log. */
