@@ -300,9 +300,9 @@ class ClusterMember:
 
     def args(self):
         c = self.cluster
-        # flotilla is one binary for server and client verbs: `serve` is the server.
-        verb = ["serve"] if c.binary == "flotilla" else []
-        return [binary_path(c.binary)] + verb + ["--name", self.name, "--data-dir", self.data_dir,
+        # The same command line as etcd's, only the binary changed: flotilla runs
+        # `serve` when its first argument is a member flag (src/cmd/main.c).
+        return [binary_path(c.binary)] + ["--name", self.name, "--data-dir", self.data_dir,
                 "--listen-client-urls", self.client_url, "--advertise-client-urls", self.client_url,
                 "--listen-peer-urls", self.peer_url, "--initial-advertise-peer-urls", self.peer_url,
                 "--initial-cluster", c.initial_cluster(), "--initial-cluster-state", "new",
