@@ -52,8 +52,8 @@ struct api_call {
     uint8_t *resp; /* owned: 5-byte prefix + packed message */
     size_t resp_len;
     size_t resp_cap;
-    size_t resp_off; /* bytes handed to nghttp2 */
-    size_t counted;  /* request bytes counted in the connection's body_bytes */
+    size_t resp_off;    /* bytes handed to nghttp2 */
+    size_t counted;     /* request bytes counted in the connection's body_bytes */
     void *handler_data; /* a handler's own state for its callback (in arena); set before use */
 };
 

@@ -61,8 +61,7 @@ static const api_method api_methods[] = {
      handle_member_promote},
     {"/etcdserverpb.Maintenance/MoveLeader", &etcdserverpb__move_leader_request__descriptor,
      handle_move_leader},
-    {"/etcdserverpb.Maintenance/HashKV", &etcdserverpb__hash_kvrequest__descriptor,
-     handle_hash_kv},
+    {"/etcdserverpb.Maintenance/HashKV", &etcdserverpb__hash_kvrequest__descriptor, handle_hash_kv},
     {"/etcdserverpb.Maintenance/Alarm", &etcdserverpb__alarm_request__descriptor, handle_alarm},
 };
 
@@ -535,17 +534,17 @@ static void handle_member_add(api_call *call, ProtobufCMessage *request)
         return;
     }
     call->in_server = true;
-    member_submitted(call, server_member_add(api_call_server(call),
-                                             (const char *const *)pb->peerurls, pb->n_peerurls,
-                                             pb->islearner, member_add_done, call));
+    member_submitted(call,
+                     server_member_add(api_call_server(call), (const char *const *)pb->peerurls,
+                                       pb->n_peerurls, pb->islearner, member_add_done, call));
 }
 
 static void handle_member_remove(api_call *call, ProtobufCMessage *request)
 {
     Etcdserverpb__MemberRemoveRequest *pb = (Etcdserverpb__MemberRemoveRequest *)request;
     call->in_server = true;
-    member_submitted(call, server_member_remove(api_call_server(call), pb->id, member_other_done,
-                                                call));
+    member_submitted(call,
+                     server_member_remove(api_call_server(call), pb->id, member_other_done, call));
 }
 
 static void handle_member_update(api_call *call, ProtobufCMessage *request)
@@ -558,16 +557,16 @@ static void handle_member_update(api_call *call, ProtobufCMessage *request)
     }
     call->in_server = true;
     member_submitted(call, server_member_update(api_call_server(call), pb->id,
-                                                (const char *const *)pb->peerurls,
-                                                pb->n_peerurls, member_other_done, call));
+                                                (const char *const *)pb->peerurls, pb->n_peerurls,
+                                                member_other_done, call));
 }
 
 static void handle_member_promote(api_call *call, ProtobufCMessage *request)
 {
     Etcdserverpb__MemberPromoteRequest *pb = (Etcdserverpb__MemberPromoteRequest *)request;
     call->in_server = true;
-    member_submitted(call, server_member_promote(api_call_server(call), pb->id,
-                                                 member_other_done, call));
+    member_submitted(call,
+                     server_member_promote(api_call_server(call), pb->id, member_other_done, call));
 }
 
 static void move_leader_done(void *ctx, fl_err err, uint64_t member_id)
@@ -592,8 +591,8 @@ static void handle_move_leader(api_call *call, ProtobufCMessage *request)
 {
     Etcdserverpb__MoveLeaderRequest *pb = (Etcdserverpb__MoveLeaderRequest *)request;
     call->in_server = true;
-    member_submitted(call, server_move_leader(api_call_server(call), pb->targetid,
-                                              move_leader_done, call));
+    member_submitted(
+        call, server_move_leader(api_call_server(call), pb->targetid, move_leader_done, call));
 }
 
 /* ---- HashKV and Alarm ------------------------------------------------------- */
@@ -684,10 +683,10 @@ static void handle_alarm(api_call *call, ProtobufCMessage *request)
     asked->alarm = (mvcc_alarm_type)pb->alarm;
     call->handler_data = asked;
     mvcc_request req = {.type = MVCC_REQ_ALARM};
-    req.u.alarm = (mvcc_alarm_req){
-        pb->action == ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__ACTIVATE ? MVCC_ALARM_ACTIVATE
-                                                                          : MVCC_ALARM_DEACTIVATE,
-        pb->memberid, (mvcc_alarm_type)pb->alarm};
+    req.u.alarm = (mvcc_alarm_req){pb->action == ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__ACTIVATE
+                                       ? MVCC_ALARM_ACTIVATE
+                                       : MVCC_ALARM_DEACTIVATE,
+                                   pb->memberid, (mvcc_alarm_type)pb->alarm};
     call->in_server = true;
     fl_err err = server_write(api_call_server(call), &req, write_done, call);
     if (err != FL_OK) {

@@ -21,11 +21,23 @@ static void usage(void)
  * (never a client flag) means `serve`. */
 static bool is_member_flag(const char *arg)
 {
-    static const char *const flags[] = {
-        "name", "data-dir", "listen-client-urls", "advertise-client-urls", "listen-peer-urls",
-        "initial-advertise-peer-urls", "initial-cluster", "initial-cluster-state",
-        "initial-cluster-token", "heartbeat-interval", "election-timeout", "snapshot-count",
-        "quota-backend-bytes", "max-request-bytes", "max-txn-ops", "logger", "log-level"};
+    static const char *const flags[] = {"name",
+                                        "data-dir",
+                                        "listen-client-urls",
+                                        "advertise-client-urls",
+                                        "listen-peer-urls",
+                                        "initial-advertise-peer-urls",
+                                        "initial-cluster",
+                                        "initial-cluster-state",
+                                        "initial-cluster-token",
+                                        "heartbeat-interval",
+                                        "election-timeout",
+                                        "snapshot-count",
+                                        "quota-backend-bytes",
+                                        "max-request-bytes",
+                                        "max-txn-ops",
+                                        "logger",
+                                        "log-level"};
     if (arg[0] != '-')
         return false;
     const char *name = arg + (arg[1] == '-' ? 2 : 1);

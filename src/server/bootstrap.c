@@ -33,7 +33,6 @@
 #include "server/server_internal.h"
 #include "util/log.h"
 
-
 /* mkdir -p with mode 0700 (etcd keeps its data dir private too). */
 static fl_err make_dirs(const char *path, char *errbuf, size_t errbuf_len)
 {

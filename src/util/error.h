@@ -29,16 +29,16 @@ typedef enum fl_err {
     FL_ERR_UNIMPLEMENTED,   /* the method exists in etcd but not (yet) here */
     FL_ERR_BUSY,            /* a bounded queue is full; retry later */
     /* cluster (etcd's texts in src/api/error.c) */
-    FL_ERR_NO_LEADER,           /* etcd: no leader */
-    FL_ERR_LEADER_CHANGED,      /* etcd: leader changed */
-    FL_ERR_NOT_LEADER,          /* etcd: not leader (MoveLeader on a follower) */
-    FL_ERR_MEMBER_NOT_FOUND,    /* etcd: member not found */
-    FL_ERR_PEER_URL_EXISTS,     /* etcd: peerURL exists */
-    FL_ERR_MEMBER_ID_REMOVED,   /* etcd: ID removed */
-    FL_ERR_MEMBER_NOT_LEARNER,  /* etcd: can only promote a learner member */
-    FL_ERR_LEARNER_NOT_READY,   /* etcd: can only promote a learner member which is in sync */
-    FL_ERR_NOT_ENOUGH_STARTED,  /* etcd: re-configuration failed due to not enough started members */
-    FL_ERR_TOO_MANY_LEARNERS,   /* etcd: too many learner members in cluster */
+    FL_ERR_NO_LEADER,          /* etcd: no leader */
+    FL_ERR_LEADER_CHANGED,     /* etcd: leader changed */
+    FL_ERR_NOT_LEADER,         /* etcd: not leader (MoveLeader on a follower) */
+    FL_ERR_MEMBER_NOT_FOUND,   /* etcd: member not found */
+    FL_ERR_PEER_URL_EXISTS,    /* etcd: peerURL exists */
+    FL_ERR_MEMBER_ID_REMOVED,  /* etcd: ID removed */
+    FL_ERR_MEMBER_NOT_LEARNER, /* etcd: can only promote a learner member */
+    FL_ERR_LEARNER_NOT_READY,  /* etcd: can only promote a learner member which is in sync */
+    FL_ERR_NOT_ENOUGH_STARTED, /* etcd: re-configuration failed due to not enough started members */
+    FL_ERR_TOO_MANY_LEARNERS,  /* etcd: too many learner members in cluster */
     FL_ERR_BAD_LEADER_TRANSFEREE, /* etcd: bad leader transferee */
     FL_ERR__COUNT
 } fl_err;
