@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import socket
@@ -357,6 +358,15 @@ class Cluster:
                         "rss_anon_kb": m.get("RssAnon", 0), "rss_file_kb": m.get("RssFile", 0)})
         return out
 
+    def cpu_s(self):
+        """user + system CPU seconds of each member so far (/proc/PID/stat)."""
+        out = []
+        for p in self.procs:
+            with open("/proc/%d/stat" % p.pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            out.append((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+        return out
+
     def du_bytes(self):
         total = 0
         for top in self.data:
@@ -384,6 +394,12 @@ class Cluster:
     def remove(self):
         for d in self.data:
             shutil.rmtree(d, ignore_errors=True)
+
+
+def children_cpu_s():
+    """CPU seconds of the waited-for children (each bench client, once done)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def cluster_load(client, cl, first, count, quick):
@@ -420,8 +436,14 @@ def run_cluster(binaries, client, workdir, args, res):
                     res[k]["fdatasync_before_put_1c"] = fdatasync_latency(workdir)
                 log("%s cluster: %s for %ss (leader %s, up after %.2f s)" % (k, name, args.duration,
                                                                            cl.order[0], s))
+                cpu0, cli0 = cl.cpu_s(), children_cpu_s()
                 r = bench(client, cl.endpoint, wargs + ["--duration", "%ds" % args.duration,
                                                         "--key-space", str(small)])
+                # CPU seconds the members and the client used during the run:
+                # with 2 cores for all four processes, what bounds throughput
+                used = [b - a for a, b in zip(cpu0, cl.cpu_s())]
+                r["cpu_members_s"] = [used[cl.endpoints().index(ep)] for ep in cl.order]  # leader first
+                r["cpu_client_s"] = children_cpu_s() - cli0
                 res[k]["workloads"][name] = r
                 log("  %.0f req/s, p50 %.2f ms, p99 %.2f ms" % (r["throughput_rps"], r["latency_ms"]["p50"],
                                                                 r["latency_ms"]["p99"]))
@@ -646,10 +668,10 @@ def changes_page(L, res, prev):
     pe, pf = prev["results"]["etcd"].get("load_large"), prev["results"]["flotilla"].get("load_large")
     if pe and pf:
         ce, cf = res["etcd"]["load_large"], res["flotilla"]["load_large"]
-        L.append("| peak RSS with 1,000,000 keys, MiB | %.0f -> %.0f | %.0f -> %.0f | %.2f -> **%.2f** |" % (
+        L.append(("| peak RSS with %s keys, MiB |" % "{:,}".format(ce["keys"])) + " %.0f -> %.0f | %.0f -> %.0f | %.2f -> **%.2f** |" % (
             mib(pe["vmhwm_kb"]), mib(ce["vmhwm_kb"]), mib(pf["vmhwm_kb"]), mib(cf["vmhwm_kb"]),
             ratio(pf["vmhwm_kb"], pe["vmhwm_kb"]), ratio(cf["vmhwm_kb"], ce["vmhwm_kb"])))
-        L.append("| anonymous RSS with 1,000,000 keys, MiB | %.0f -> %.0f | %.0f -> %.0f | %.2f -> **%.2f** |" % (
+        L.append(("| anonymous RSS with %s keys, MiB |" % "{:,}".format(ce["keys"])) + " %.0f -> %.0f | %.0f -> %.0f | %.2f -> **%.2f** |" % (
             mib(pe["rss_anon_kb"]), mib(ce["rss_anon_kb"]), mib(pf["rss_anon_kb"]), mib(cf["rss_anon_kb"]),
             ratio(pf["rss_anon_kb"], pe["rss_anon_kb"]), ratio(cf["rss_anon_kb"], ce["rss_anon_kb"])))
     L.append("")
@@ -690,6 +712,24 @@ def cluster_page(L, cres, args):
     errs = {k: sum(r["workloads"][n]["errors"] for n, _ in CLUSTER_WORKLOADS) for k, r in cres.items()
             if k in ("etcd", "flotilla")}
     L.append("\nFailed requests: etcd %d, Flotilla %d.\n" % (errs["etcd"], errs["flotilla"]))
+    L.append("CPU used during each run (user + system, from /proc), in microseconds per request: the "
+             "three members (leader first, then the followers), and the `flotilla bench` client. The "
+             "machine has 2 cores, i.e. 2,000,000 µs of CPU per second for all four processes (and "
+             "whatever else runs on the shared machine).\n")
+    L.append("| workload | etcd members µs/req | etcd total | Flotilla members µs/req | Flotilla total | client µs/req (etcd run / Flotilla run) |")
+    L.append("|---|---|---:|---|---:|---|")
+    def per_req(r, x):
+        return 1e6 * x / max(1, r["ok"] + r["errors"])
+    for name, _ in CLUSTER_WORKLOADS:
+        a, b = e["workloads"][name], f["workloads"][name]
+        if "cpu_members_s" not in a or "cpu_members_s" not in b:
+            continue
+        L.append("| %s | %s | %.0f | %s | %.0f | %.0f / %.0f |" % (
+            name, " / ".join("%.0f" % per_req(a, x) for x in a["cpu_members_s"]),
+            per_req(a, sum(a["cpu_members_s"])),
+            " / ".join("%.0f" % per_req(b, x) for x in b["cpu_members_s"]),
+            per_req(b, sum(b["cpu_members_s"])), per_req(a, a["cpu_client_s"]), per_req(b, b["cpu_client_s"])))
+    L.append("")
     L.append("Memory per member after loading {:,} keys into a fresh cluster (sequential keys, each "
              "written once, 500 in flight over all three endpoints). MiB; \"worst\" is the member "
              "with the most, which the ratios compare.\n".format(e["load_large"]["keys"]))
