@@ -38,6 +38,9 @@ typedef struct api_options {
 fl_err api_grpc_listen(uv_loop_t *loop, server *srv, const char *host, int port,
                        const api_options *options, api_grpc_server **out);
 
+/* The port the listener is bound to (useful after listening on port 0). */
+int api_grpc_port(const api_grpc_server *listener);
+
 /* Stops listening, closes every connection, then calls closed(ctx) and frees
  * the listener. */
 void api_grpc_close(api_grpc_server *listener, void (*closed)(void *ctx), void *ctx);

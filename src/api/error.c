@@ -53,7 +53,9 @@ static const struct {
     [FL_ERR_LEADER_CHANGED] = {API_GRPC_UNAVAILABLE, "etcdserver: leader changed"},
     [FL_ERR_NOT_LEADER] = {API_GRPC_FAILED_PRECONDITION, "etcdserver: not leader"},
     [FL_ERR_MEMBER_NOT_FOUND] = {API_GRPC_NOT_FOUND, "etcdserver: member not found"},
-    [FL_ERR_PEER_URL_EXISTS] = {API_GRPC_FAILED_PRECONDITION, "etcdserver: peerURL exists"},
+    /* etcd 3.4's text (not the "peerURL exists" its docs show) */
+    [FL_ERR_PEER_URL_EXISTS] = {API_GRPC_FAILED_PRECONDITION,
+                                "etcdserver: Peer URLs already exists"},
     [FL_ERR_MEMBER_ID_REMOVED] = {API_GRPC_FAILED_PRECONDITION, "etcdserver: ID removed"},
     [FL_ERR_MEMBER_NOT_LEARNER] = {API_GRPC_FAILED_PRECONDITION,
                                    "etcdserver: can only promote a learner member"},

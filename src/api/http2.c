@@ -974,10 +974,23 @@ fl_err api_grpc_listen(uv_loop_t *loop, server *srv, const char *host, int port,
         return rv == UV_EADDRINUSE || rv == UV_EACCES || rv == UV_EADDRNOTAVAIL ? FL_ERR_UNAVAILABLE
                                                                                 : FL_ERR_IO;
     }
-    FL_LOG_INFOF("api", "serving gRPC", "host=%s port=%d max_request_bytes=%llu", host, port,
-                 (unsigned long long)l->options.max_request_bytes);
+    FL_LOG_INFOF("api", "serving gRPC", "host=%s port=%d max_request_bytes=%llu", host,
+                 api_grpc_port(l), (unsigned long long)l->options.max_request_bytes);
     *out = l;
     return FL_OK;
+}
+
+int api_grpc_port(const api_grpc_server *l)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    if (uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&ss, &len) != 0)
+        return -1;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)&ss)->sin6_port);
+    return -1;
 }
 
 void api_grpc_stats(const api_grpc_server *l, api_stats *out)

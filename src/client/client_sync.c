@@ -122,7 +122,7 @@ fl_err client_sync_member_add(client_sync *sc, const char *const *peer_urls, siz
                               bool is_learner, uint64_t timeout_ms,
                               Etcdserverpb__MemberAddResponse **resp, client_status *status)
 {
-    assert(resp != NULL && status != NULL);
+    assert(sc != NULL && resp != NULL && status != NULL && peer_urls != NULL);
     *resp = NULL;
     char why[CLIENT_MESSAGE_BYTES];
     if (client_check_urls(peer_urls, n, why, sizeof why) != FL_OK) {
@@ -156,7 +156,7 @@ fl_err client_sync_member_update(client_sync *sc, uint64_t id, const char *const
                                  size_t n, uint64_t timeout_ms,
                                  Etcdserverpb__MemberUpdateResponse **resp, client_status *status)
 {
-    assert(resp != NULL && status != NULL);
+    assert(sc != NULL && resp != NULL && status != NULL && peer_urls != NULL);
     *resp = NULL;
     char why[CLIENT_MESSAGE_BYTES];
     if (client_check_urls(peer_urls, n, why, sizeof why) != FL_OK) {

@@ -6,6 +6,7 @@
  * fails with "table not supported as output format" (exit 4). Here the format
  * is refused before anything is sent (as the KV verbs do, docs/client.md):
  * a membership change that reports failure must not have happened. */
+#include <assert.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -65,6 +66,7 @@ static int parse_member_args(int argc, char **argv, bool with_urls, bool with_le
 /* etcdctl: strings.Split(--peer-urls, ","); empty pieces stay (and fail the URL check). */
 static int split_urls(member_args *a)
 {
+    assert(a->peer_urls != NULL && a->url_count == 0);
     size_t len = strlen(a->peer_urls);
     if (len >= sizeof a->urls_buf)
         return cli_fail(CLI_EXIT_BAD_ARGS, "--peer-urls is too long");
@@ -89,6 +91,7 @@ static int split_urls(member_args *a)
  * digit that overflows. Returns false and fills why on error. */
 static bool parse_hex_id(const char *text, uint64_t *id, char *why, size_t why_cap)
 {
+    assert(text != NULL && id != NULL && why != NULL && why_cap > 0);
     uint64_t v = 0;
     const char *kind = NULL;
     if (text[0] == '\0')
@@ -212,6 +215,7 @@ static fl_err list_after_add(client_sync *sc, const cli_globals *g, uint64_t cha
 static void print_join_block(const Etcdserverpb__MemberListResponse *list, uint64_t new_id,
                              const char *new_name, const char *peer_urls)
 {
+    assert(list != NULL && new_name != NULL && peer_urls != NULL);
     char *conf = NULL;
     size_t conf_len = 0;
     FILE *m = open_memstream(&conf, &conf_len); /* freed below */
@@ -389,6 +393,7 @@ int cli_member(const cli_globals *g, int argc, char **argv)
  * does. A failing endpoint ends the search with its error, as in etcdctl. */
 static int find_leader(const cli_globals *g, client_sync **sc, uint64_t *leader_id)
 {
+    assert(g->endpoint_count > 0 && g->endpoint_count <= CLI_MAX_ENDPOINTS);
     *sc = NULL;
     for (size_t i = 0; i < g->endpoint_count; i++) {
         client_sync *c;

@@ -241,7 +241,10 @@ static bool parse_listen_url(const char *url, size_t len, serve_url *out)
         if (!parse_u64(port_text, &port))
             port = 0;
     }
-    if (port == 0 || port > 65535) {
+    /* port 0: the kernel picks one; the "serving gRPC" log line names it,
+     * so tests never race for a port */
+    bool zero = port_len == 1 && colon[1] == '0';
+    if ((port == 0 && !zero) || port > 65535) {
         fprintf(stderr, "flotilla serve: %.*s: bad port\n", (int)len, url);
         return false;
     }
@@ -418,7 +421,23 @@ static int run(serve_state *st, const serve_flags *flags, const serve_url *urls,
         }
         st->listeners_count++;
     }
+    if (!st->shutting_down && !flags->advertise_client_urls) {
+        /* advertised = the listen URLs, with the ports really bound (port 0) */
+        char adv[SERVE_LISTENERS_MAX * (SERVE_HOST_BYTES + 16)] = "";
+        size_t used = 0;
+        for (size_t i = 0; i < st->listeners_count; i++) {
+            bool v6 = strchr(urls[i].host, ':') != NULL;
+            int n = snprintf(adv + used, sizeof adv - used, "%shttp://%s%s%s:%d", i ? "," : "",
+                             v6 ? "[" : "", urls[i].host, v6 ? "]" : "",
+                             api_grpc_port(st->listeners[i]));
+            if (n > 0 && (size_t)n < sizeof adv - used)
+                used += (size_t)n;
+        }
+        if (used > 0)
+            (void)server_set_client_urls(st->srv, adv);
+    }
     if (!st->shutting_down) {
+        server_start_serving(st->srv);
         server_status status;
         server_get_status(st->srv, &status);
         FL_LOG_INFOF("serve", "serving",

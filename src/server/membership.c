@@ -81,7 +81,7 @@ void server_membership_on_applied(server *srv)
 
 static void publish(server *srv)
 {
-    if (srv->published || srv->leader_id == 0 || srv->stopping || srv->removed)
+    if (srv->published || !srv->serving || srv->leader_id == 0 || srv->stopping || srv->removed)
         return;
     if (!cluster_find_const(&srv->cluster, srv->member_id))
         return; /* not (yet) a member: a joining member learns the table first */
@@ -118,6 +118,15 @@ static bool in_ids(const raft_id *ids, uint32_t n, uint64_t id)
     return false;
 }
 
+/* etcd's rule for promotion: the learner's acknowledged index is within 10%
+ * of the leader's commit (leader only: only it sees progress). */
+static bool learner_in_sync(server *srv, uint64_t id)
+{
+    uint64_t match = 0;
+    return raft_progress_match(srv->raft, id, &match) &&
+           (double)match >= 0.9 * (double)srv->commit_index;
+}
+
 static void reconcile_configuration(server *srv)
 {
     if (srv->role != RAFT_LEADER)
@@ -134,7 +143,7 @@ static void reconcile_configuration(server *srv)
         if (!voter && !learner)
             change = (struct raft_conf_change){
                 m->is_learner ? RAFT_CONF_ADD_LEARNER : RAFT_CONF_ADD_VOTER, m->id};
-        else if (learner && !m->is_learner)
+        else if (learner && !m->is_learner && learner_in_sync(srv, m->id))
             change = (struct raft_conf_change){RAFT_CONF_ADD_VOTER, m->id};
     }
     for (uint32_t i = 0; i < st.conf.n_voters && !change.id; i++)
@@ -158,7 +167,6 @@ static void reconcile_configuration(server *srv)
 
 void server_membership_after_leader_change(server *srv)
 {
-    srv->publish_ticks = 0;
     publish(srv);
     propose_version(srv);
     if (srv->move_waiter && srv->leader_id == srv->move_target) {
@@ -170,8 +178,7 @@ void server_membership_after_leader_change(server *srv)
 
 void server_membership_on_tick(server *srv)
 {
-    if (!srv->published && ++srv->publish_ticks >= PUBLISH_RETRY_TICKS) {
-        srv->publish_ticks = 0;
+    if (!srv->published && srv->publish_ticks++ % PUBLISH_RETRY_TICKS == 0) {
         publish(srv);
         propose_version(srv);
     }
@@ -331,12 +338,8 @@ fl_err server_member_promote(server *srv, uint64_t id, server_member_done_fn don
      * Only the leader sees progress; a follower lets the leader's
      * reconciliation wait for the learner instead (it is added as a voter
      * only by a conf change the leader proposes). */
-    if (srv->role == RAFT_LEADER) {
-        uint64_t match = 0;
-        if (!raft_progress_match(srv->raft, id, &match) ||
-            (double)match < 0.9 * (double)srv->commit_index)
-            return FL_ERR_LEARNER_NOT_READY;
-    }
+    if (srv->role == RAFT_LEADER && !learner_in_sync(srv, id))
+        return FL_ERR_LEARNER_NOT_READY;
     cluster_member m = {.id = id};
     return propose_member(srv, ENTRY_MEMBER_PROMOTE, &m, done, ctx);
 }
@@ -371,4 +374,21 @@ fl_err server_move_leader(server *srv, uint64_t target, server_member_done_fn do
     srv->move_target = target;
     server_node_kick(srv);
     return FL_OK;
+}
+
+fl_err server_set_client_urls(server *srv, const char *urls)
+{
+    cluster_member m;
+    if (cluster_parse_urls(urls, m.client_urls, CLUSTER_URLS_MAX, &m.n_client_urls) != FL_OK)
+        return FL_ERR_INVALID;
+    memcpy(srv->self.client_urls, m.client_urls, sizeof m.client_urls);
+    srv->self.n_client_urls = m.n_client_urls;
+    return FL_OK;
+}
+
+void server_start_serving(server *srv)
+{
+    srv->serving = true;
+    srv->publish_ticks = 0;
+    publish(srv);
 }

@@ -475,6 +475,13 @@ void server_get_members(const server *srv, const server_member **members, size_t
                              .client_urls_count = m->n_client_urls,
                              .is_learner = m->is_learner};
     }
+    /* etcd lists members by id */
+    for (uint32_t i = 1; i < s->cluster.n_members; i++)
+        for (uint32_t j = i; j > 0 && s->member_views[j - 1].id > s->member_views[j].id; j--) {
+            server_member t = s->member_views[j];
+            s->member_views[j] = s->member_views[j - 1];
+            s->member_views[j - 1] = t;
+        }
     *members = s->member_views;
     *count = s->cluster.n_members;
 }

@@ -85,6 +85,13 @@ typedef struct server_options {
     void *fatal_ctx;
 } server_options;
 
+/* Before server_start_serving: the client URLs this member publishes (e.g.
+ * once listeners on port 0 know their port). Comma-separated. */
+fl_err server_set_client_urls(server *srv, const char *urls);
+/* The listeners are up: publish this member's name and client URLs through
+ * the log (retried until applied), as etcd does at every start. */
+void server_start_serving(server *srv);
+
 /* Opens the data dir (creating it), recovers, and is ready to serve.
  * On failure returns an error and writes a one-line reason into errbuf
  * (e.g. the corrupt WAL file and offset). *out is owned by the caller:

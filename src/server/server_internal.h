@@ -128,6 +128,7 @@ struct server {
     cluster_member self;   /* this member's own attributes (name, URLs) from flags */
     cluster_state cluster; /* the replicated table, as applied */
     bool published;        /* our PUBLISH entry applied since start */
+    bool serving;          /* server_start_serving: client URLs final, publish them */
     bool was_member;       /* the table listed us once: leaving it means removal */
     uint32_t publish_ticks;
     uint64_t peer_ids[RAFT_MEMBERS_MAX]; /* peers given to the transport */

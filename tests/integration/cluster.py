@@ -532,6 +532,10 @@ class Cluster:
                 m.id = ids[m.name]
         return ids
 
+    def member_ids_hex(self):
+        """{name: member id as 16 hex digits}, the form fault files and logs use."""
+        return {name: hex_id(i) for name, i in self.member_ids().items()}
+
     def member_count(self):
         live = [m for m in self.members if m.alive() and not m.paused]
         _, out, _ = etcdctl(self.endpoints(live[:1]), "member", "list", "-w", "json")

@@ -7,6 +7,7 @@ asserts; a failing assert fails the CTest test.
 """
 import atexit
 import os
+import re
 import shutil
 import signal
 import socket
@@ -49,11 +50,15 @@ class Member:
             self.tmp = tempfile.mkdtemp(prefix="flotilla-test-")
             data_dir = os.path.join(self.tmp, "data")
         self.data_dir = data_dir
-        self.port = port or free_port()
+        # port None: the first start listens on port 0 and reads the port the
+        # kernel gave from the member's log ("serving gRPC ... port=N"), so
+        # parallel tests never race for a port; restarts keep that port
+        self.port = port
         self.name = name
         self.extra_args = list(extra_args)
         self.proc = None
-        self.log_path = os.path.join(self.tmp or tempfile.gettempdir(), "member-%d.log" % self.port)
+        log_dir = self.tmp or tempfile.mkdtemp(prefix="flotilla-log-")
+        self.log_path = os.path.join(log_dir, "member.log")
         _live.append(self)
 
     @property
@@ -61,13 +66,34 @@ class Member:
         return "127.0.0.1:%d" % self.port
 
     def start(self):
-        url = "http://127.0.0.1:%d" % self.port
+        port = self.port or 0
+        url = "http://127.0.0.1:%d" % port
         args = [FLOTILLA_BIN, "serve", "--name", self.name, "--data-dir", self.data_dir,
-                "--listen-client-urls", url, "--advertise-client-urls", url] + self.extra_args
+                "--listen-client-urls", url] + self.extra_args
+        if "--advertise-client-urls" not in self.extra_args and self.port:
+            args += ["--advertise-client-urls", url]
+        offset = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        if not self.port:
+            self.port = self._bound_port(offset)
         wait_port(self.port, proc=self.proc)
         return self
+
+    def _bound_port(self, offset, timeout_s=20.0):
+        """The port named by this start's "serving gRPC" log line."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with open(self.log_path, "rb") as f:
+                f.seek(offset)
+                m = re.search(rb'msg="serving gRPC" host=\S+ port=(\d+)', f.read())
+            if m:
+                return int(m.group(1))
+            if self.proc.poll() is not None:
+                raise AssertionError("server exited with %s before listening:\n%s"
+                                     % (self.proc.returncode, self.log_text()[-2000:]))
+            time.sleep(0.02)
+        raise AssertionError("no \"serving gRPC\" line after %.0fs" % timeout_s)
 
     def kill(self, sig=signal.SIGKILL):
         if self.proc is not None and self.proc.poll() is None:

@@ -92,9 +92,14 @@ def run(binary, members=3, seconds=40.0, seed=None, clients_per_member=2, key_sl
         n_clients = members * clients_per_member
         clients = [workload.Client(i, n_clients, c.members[i % members], keys, history,
                                    workload.make_rng(rep.seed, i), stop, max(1, max_ops // n_clients),
-                                   timeout_s=op_timeout_s, serializable_reads=serializable_reads)
+                                   timeout_s=op_timeout_s, serializable_reads=serializable_reads,
+                                   # planted: reads are what can go stale; the
+                                   # cut-off member's writes only time out
+                                   read_ratio=0.8 if planted else 0.5)
                    for i in range(n_clients)]
-        nemesis = nem.Nemesis(c, rep.seed, kinds) if kinds else None
+        # planted: longer cuts, so the majority overwrites what the cut-off member serves
+        hold_s = (2.5, 5.0) if planted else (1.5, 4.0)
+        nemesis = nem.Nemesis(c, rep.seed, kinds, hold_s=hold_s) if kinds else None
         t_run = time.monotonic()
         for t in clients:
             t.start()

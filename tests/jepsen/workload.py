@@ -63,7 +63,7 @@ def _client(endpoint_ip, port, timeout_s):
 
 class Client(threading.Thread):
     def __init__(self, index, n_threads, member, keys, history, rng, stop, op_budget,
-                 timeout_s=1.5, serializable_reads=False, think_ms=(0, 8)):
+                 timeout_s=1.5, serializable_reads=False, think_ms=(0, 8), read_ratio=0.5):
         super().__init__(name="client-%d" % index, daemon=True)
         self.index = index
         self.n_threads = n_threads
@@ -77,6 +77,8 @@ class Client(threading.Thread):
         self.timeout_s = timeout_s
         self.serializable_reads = serializable_reads
         self.think_ms = think_ms
+        assert 0.0 <= read_ratio <= 1.0
+        self.read_ratio = read_ratio
         self.last_seen = {}  # key -> last value this client read or wrote
         self.values = 0
         self.errors = {}
@@ -156,9 +158,12 @@ class Client(threading.Thread):
             key = self.keys.pick(self.rng)
             r = self.rng.random()
             old = self.last_seen.get(key)
-            if r < 0.5 or (r >= 0.75 and old is None):
+            # reads: read_ratio; the rest half writes, half cas (a read
+            # instead while this client has seen no value of the key)
+            cas_from = self.read_ratio + (1.0 - self.read_ratio) / 2
+            if r < self.read_ratio or (r >= cas_from and old is None):
                 self.read(key)
-            elif r < 0.75:
+            elif r < cas_from:
                 self.write(key)
             else:
                 self.cas(key, old)
