@@ -18,9 +18,22 @@ group commit), listening on 127.0.0.1 only. For each server, in order:
   4. SIGKILL, restart on the same data dir, and time from the kill to the first
      successful linearizable Range.
 
-Also measured once: the latency of a 4 KiB write + fdatasync on the workdir's
-disk (the floor for a durable 1-client put). The whole run takes about 10
-minutes with the default duration; --quick (tiny sizes, 2 s) checks the script.
+Then the three-member section (issue 7): each server as a cluster of three
+members (own ports on 127.0.0.1, own data dirs on the same disk, the same flags:
+--heartbeat-interval 100 --election-timeout 1000 --snapshot-count 100000),
+driven through all three endpoints, the leader's first:
+
+  5. load 100,000 keys into each cluster; then put at 1, 100 and 500 clients
+     and linearizable range at 100 clients, the clusters taking turns per
+     workload, with the CPU each member and the client used;
+  6. load 1,000,000 keys into a fresh cluster of each; record each member's
+     RssAnon, RssFile and VmHWM.
+
+Also measured: the latency of a 4 KiB write + fdatasync on the workdir's disk
+(the floor for a durable 1-client put). The whole run takes about 15 minutes
+with the default duration; --quick (tiny sizes, 2 s) checks the script;
+--sections single or cluster runs one part (the other's figures are kept from
+bench/last-run.json).
 The raw results go to bench/last-run.json; the hand-written analysis in
 bench/notes.md is appended to the page. Not part of ctest (too slow).
 """
@@ -641,8 +654,8 @@ def write_page(path, res, fsync, mach, args, started, finished, versions, cluste
         L.append(open(notes).read())
     L.append("## Reproduce\n")
     L.append("```\ncmake -S . -B build-bench -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFLOTILLA_TESTS=OFF\n"
-             "cmake --build build-bench -j --target flotilla\n"
-             "bench/compare.py --flotilla build-bench/src/cmd/flotilla   # 7-10 minutes; rewrites this page\n```\n")
+             "cmake --build build-bench -j2 --target flotilla\n"
+             "bench/compare.py --flotilla build-bench/src/cmd/flotilla   # about 15 minutes; rewrites this page\n```\n")
     L.append("(RelWithDebInfo is `-O2 -g`; assertions stay on in every build type, as in production.)\n")
     L.append("Raw results of this run: `bench/last-run.json`.\n")
     with open(path, "w") as out:
