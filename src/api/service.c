@@ -39,6 +39,7 @@ static void handle_member_promote(api_call *call, ProtobufCMessage *request);
 static void handle_move_leader(api_call *call, ProtobufCMessage *request);
 static void handle_hash_kv(api_call *call, ProtobufCMessage *request);
 static void handle_alarm(api_call *call, ProtobufCMessage *request);
+static void alarm_reply(api_call *call, const mvcc_alarm *alarms, size_t count);
 
 static const api_method api_methods[] = {
     {"/etcdserverpb.KV/Range", &etcdserverpb__range_request__descriptor, handle_range},
@@ -195,6 +196,13 @@ static void write_done(void *ctx, fl_err err, mvcc_response *response)
     if (err != FL_OK || response == NULL) {
         free_response(response);
         api_call_fail(call, api_status_from_err(err != FL_OK ? err : FL_ERR_IO));
+        return;
+    }
+    if (response->type == MVCC_REQ_ALARM) {
+        /* etcd lists the request's alarm only when it changed something */
+        const mvcc_alarm *asked = call->handler_data;
+        alarm_reply(call, asked, response->u.alarm.changed ? 1 : 0);
+        free_response(response);
         return;
     }
     server_header sh;
@@ -383,6 +391,12 @@ static void handle_status(api_call *call, ProtobufCMessage *request)
     r.raftterm = s.raft_term;
     r.raftappliedindex = s.raft_applied_index;
     r.islearner = s.is_learner;
+    char *errors[1];
+    if (s.error && s.error[0]) {
+        errors[0] = (char *)(uintptr_t)s.error; /* packing only reads */
+        r.errors = errors;
+        r.n_errors = 1;
+    }
     api_call_reply(call, &r.base);
 }
 
@@ -634,24 +648,6 @@ static void alarm_reply(api_call *call, const mvcc_alarm *alarms, size_t count)
     api_call_reply(call, &r.base);
 }
 
-static void alarm_done(void *ctx, fl_err err, mvcc_response *response)
-{
-    api_call *call = ctx;
-    if (!api_call_resume(call)) {
-        free_response(response);
-        return;
-    }
-    if (err != FL_OK || response == NULL) {
-        free_response(response);
-        api_call_fail(call, api_status_from_err(err != FL_OK ? err : FL_ERR_IO));
-        return;
-    }
-    /* etcd lists the request's alarm only when it changed something */
-    const mvcc_alarm *asked = call->handler_data;
-    alarm_reply(call, asked, response->u.alarm.changed ? 1 : 0);
-    free_response(response);
-}
-
 static void handle_alarm(api_call *call, ProtobufCMessage *request)
 {
     Etcdserverpb__AlarmRequest *pb = (Etcdserverpb__AlarmRequest *)request;
@@ -693,7 +689,7 @@ static void handle_alarm(api_call *call, ProtobufCMessage *request)
                                                                           : MVCC_ALARM_DEACTIVATE,
         pb->memberid, (mvcc_alarm_type)pb->alarm};
     call->in_server = true;
-    fl_err err = server_write(api_call_server(call), &req, alarm_done, call);
+    fl_err err = server_write(api_call_server(call), &req, write_done, call);
     if (err != FL_OK) {
         call->in_server = false;
         api_call_fail(call, api_status_from_err(err));

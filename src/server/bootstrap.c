@@ -33,7 +33,6 @@
 #include "server/server_internal.h"
 #include "util/log.h"
 
-fl_err server_meta_load_or_create(server *srv, char *errbuf, size_t errbuf_len);
 
 /* mkdir -p with mode 0700 (etcd keeps its data dir private too). */
 static fl_err make_dirs(const char *path, char *errbuf, size_t errbuf_len)
@@ -65,17 +64,6 @@ static fl_err make_dirs(const char *path, char *errbuf, size_t errbuf_len)
     return FL_OK;
 }
 
-static fl_err fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return fl_err_from_errno(errno);
-    int rc = fsync(fd);
-    int fsync_errno = errno;
-    close(fd);
-    return rc == 0 ? FL_OK : fl_err_from_errno(fsync_errno);
-}
-
 fl_err server_open_store(server *srv)
 {
     /* durable commits (MDB_NOMETASYNC): a power loss can undo at most
@@ -92,7 +80,7 @@ fl_err server_open_store(server *srv)
      * durable before the WAL behind it is ever released (found by the
      * power-loss shim's POSIX directory model) */
     if (err == FL_OK)
-        err = fsync_dir(srv->db_dir);
+        err = server_fsync_dir(srv->db_dir);
     return err;
 }
 

@@ -57,8 +57,12 @@ uint64_t cluster_cluster_id(const char *token, const uint64_t *ids, size_t n)
     qsort(sorted, n, sizeof *sorted, cmp_u64);
     uint64_t c = hash_str(0, "flotilla-cluster");
     c = hash_str(c, token);
-    for (size_t i = 0; i < n; i++)
-        c = cluster_hash64(c, &sorted[i], sizeof sorted[i]);
+    for (size_t i = 0; i < n; i++) {
+        uint8_t le[8]; /* the same id on every machine, whatever its byte order */
+        for (int b = 0; b < 8; b++)
+            le[b] = (uint8_t)(sorted[i] >> (8 * b));
+        c = cluster_hash64(c, le, sizeof le);
+    }
     return c ? c : 1;
 }
 

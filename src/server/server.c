@@ -454,7 +454,10 @@ void server_get_status(const server *srv, server_status *out)
     out->raft_applied_index = mvcc_applied_index(srv->store);
     const cluster_member *self = cluster_find_const(&srv->cluster, srv->member_id);
     out->is_learner = self && self->is_learner;
-    out->error = srv->failed ? "member failed: see its log" : "";
+    out->error = srv->failed                   ? "member failed: see its log"
+                 : srv->apply_stalled          ? "no space left on device: applies wait"
+                 : writer_stalled(srv->writer) ? "no space left on device: WAL appends wait"
+                                               : "";
 }
 
 void server_get_members(const server *srv, const server_member **members, size_t *count)

@@ -79,7 +79,8 @@ typedef struct server_options {
     /* Called (on the loop) when the member can no longer make progress safely:
      * LMDB failed to apply entries the WAL already made durable, or a WAL
      * fsync failed. Pending writes have been failed with FL_ERR_IO and new
-     * writes get FL_ERR_IO; reads still work. The owner should stop and exit
+     * writes get FL_ERR_IO; serializable reads still work (linearizable ones
+     * time out: Raft is stopped). The owner should stop and exit
      * non-zero; a restart replays the WAL. NULL = abort(). */
     void (*fatal)(void *ctx, fl_err err, const char *reason);
     void *fatal_ctx;
@@ -98,9 +99,11 @@ void server_start_serving(server *srv);
  * server_stop then server_destroy after the loop has drained. */
 fl_err server_create(uv_loop_t *loop, const server_options *options, server **out, char *errbuf,
                      size_t errbuf_len);
-/* Stops accepting work, fails what is pending with FL_ERR_STOPPED once the
- * writer thread has drained, and closes its handles. Calls stopped(ctx) when
- * every handle is closed. */
+/* Stops: a leader first hands leadership over (up to an election timeout);
+ * then new work is refused, what waits is answered FL_ERR_STOPPED at once
+ * (it may still be in the log: "server stopped" does not claim failure), the
+ * writer finishes what it was given, a last checkpoint runs and the handles
+ * close. Calls stopped(ctx) when every handle is closed. */
 void server_stop(server *srv, void (*stopped)(void *ctx), void *ctx);
 void server_destroy(server *srv);
 

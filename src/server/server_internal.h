@@ -233,6 +233,10 @@ struct server {
     void *stopped_ctx;
 };
 
+/* server_meta.c: the identity file and the data dir lock. */
+fl_err server_meta_load_or_create(server *srv, char *errbuf, size_t errbuf_len);
+fl_err server_fsync_dir(const char *dir); /* errno mapped with fl_err_from_errno */
+
 /* bootstrap.c */
 fl_err server_open_storage(server *srv, char *errbuf, size_t errbuf_len);
 fl_err server_open_store(server *srv); /* (re)opens srv->store on db_dir */

@@ -31,14 +31,15 @@
 
 #define META_FILE_BYTES_MAX 4096
 
-static fl_err fsync_dir(const char *dir)
+fl_err server_fsync_dir(const char *dir)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
-        return FL_ERR_IO;
+        return fl_err_from_errno(errno);
     int rc = fsync(fd);
+    int fsync_errno = errno;
     close(fd);
-    return rc == 0 ? FL_OK : FL_ERR_IO;
+    return rc == 0 ? FL_OK : fl_err_from_errno(fsync_errno);
 }
 
 static fl_err write_meta(server *srv, const char *path, char *errbuf, size_t errbuf_len)
@@ -58,8 +59,9 @@ static fl_err write_meta(server *srv, const char *path, char *errbuf, size_t err
     }
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
-        snprintf(errbuf, errbuf_len, "cannot create %s: %s", tmp, strerror(errno));
-        return errno == ENOSPC ? FL_ERR_NOSPACE : FL_ERR_IO;
+        int open_errno = errno; /* before anything can change it */
+        snprintf(errbuf, errbuf_len, "cannot create %s: %s", tmp, strerror(open_errno));
+        return fl_err_from_errno(open_errno);
     }
     ssize_t written = write(fd, text, (size_t)n);
     int saved = errno;
@@ -72,9 +74,9 @@ static fl_err write_meta(server *srv, const char *path, char *errbuf, size_t err
             saved = errno;
         unlink(tmp);
         snprintf(errbuf, errbuf_len, "cannot write %s: %s", path, strerror(saved));
-        return saved == ENOSPC ? FL_ERR_NOSPACE : FL_ERR_IO;
+        return fl_err_from_errno(saved);
     }
-    return fsync_dir(srv->data_dir);
+    return server_fsync_dir(srv->data_dir);
 }
 
 static fl_err parse_hex_field(const char *text, const char *field, uint64_t *out, bool zero_ok)

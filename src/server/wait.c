@@ -15,6 +15,7 @@
  */
 #include <assert.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "server/server_internal.h"
 

@@ -124,6 +124,9 @@ fl_err wal_index_reserve(wal *log);
 /* Notes that entry `index` was written at (seq, offset), truncating the live
  * log from `index` when it rewrites one. The caller checked continuity. */
 fl_err wal_index_note_entry(wal *log, uint64_t seq, uint64_t offset, uint64_t index);
+/* Deletes the n oldest segment files (never the live one), fsyncs the
+ * directory and forgets them; *removed says how many went (all on FL_OK). */
+fl_err wal_segments_remove_oldest(wal *log, size_t n, size_t *removed);
 /* Forgets every live entry: the log holds none and continues after `index`. */
 void wal_index_reset(wal *log, uint64_t index);
 /* Forgets runs and checkpoints in segments with seq < seq_min. */

@@ -60,12 +60,26 @@ fl_err wal_release_up_to(wal *log, uint64_t index)
     if (err != FL_OK)
         return err;
     size_t removed = 0;
+    err = wal_segments_remove_oldest(log, n, &removed);
+    if (removed > 0)
+        FL_LOG_INFOF("wal", "segments released", "dir=%s count=%zu up_to=%" PRIu64, log->dir,
+                     removed, index);
+    assert(log->segment_count >= 1);
+    return err;
+}
+
+fl_err wal_segments_remove_oldest(wal *log, size_t n, size_t *removed_out)
+{
+    assert(n < log->segment_count); /* never the live segment */
+    fl_err err = FL_OK;
+    size_t removed = 0;
     for (; removed < n; removed++) {
         const wal_segment *segment = &log->segments[removed];
         char path[WAL_PATH_BYTES_MAX];
         if (wal_segment_path(log, segment->seq, segment->first_index, path, sizeof path) != FL_OK ||
             (unlink(path) != 0 && errno != ENOENT)) {
-            FL_LOG_ERRORF("wal", "cannot remove segment", "path=%s errno=%d", path, errno);
+            int unlink_errno = errno;
+            FL_LOG_ERRORF("wal", "cannot remove segment", "path=%s errno=%d", path, unlink_errno);
             err = FL_ERR_IO;
             break;
         }
@@ -79,9 +93,7 @@ fl_err wal_release_up_to(wal *log, uint64_t index)
                 (log->segment_count - removed) * sizeof *log->segments);
         log->segment_count -= removed;
         wal_index_drop_before(log, seq_min);
-        FL_LOG_INFOF("wal", "segments released", "dir=%s count=%zu up_to=%" PRIu64, log->dir,
-                     removed, index);
     }
-    assert(log->segment_count >= 1);
+    *removed_out = removed;
     return err;
 }

@@ -6,10 +6,7 @@
  * every crash point leaves either the old log or the reset one.
  */
 #include <assert.h>
-#include <errno.h>
 #include <inttypes.h>
-#include <string.h>
-#include <unistd.h>
 
 #include "util/log.h"
 #include "wal/wal_internal.h"
@@ -32,25 +29,8 @@ fl_err wal_reset(wal *log, uint64_t index)
     err = wal_sync(log);
     if (err != FL_OK)
         return err;
-    size_t old = log->segment_count - 1, removed = 0;
-    for (; removed < old; removed++) {
-        const wal_segment *segment = &log->segments[removed];
-        char path[WAL_PATH_BYTES_MAX];
-        if (wal_segment_path(log, segment->seq, segment->first_index, path, sizeof path) != FL_OK ||
-            (unlink(path) != 0 && errno != ENOENT)) {
-            FL_LOG_ERRORF("wal", "cannot remove segment", "path=%s errno=%d", path, errno);
-            err = FL_ERR_IO;
-            break;
-        }
-    }
-    if (removed > 0) {
-        fl_err sync_err = wal_io_fsync_dir(log);
-        if (err == FL_OK)
-            err = sync_err;
-        memmove(log->segments, log->segments + removed,
-                (log->segment_count - removed) * sizeof *log->segments);
-        log->segment_count -= removed;
-    }
+    size_t removed = 0;
+    err = wal_segments_remove_oldest(log, log->segment_count - 1, &removed);
     FL_LOG_INFOF("wal", "log reset after a snapshot", "dir=%s next_index=%" PRIu64, log->dir,
                  index + 1);
     return err;

@@ -56,6 +56,7 @@ class Member:
         self.port = port
         self.name = name
         self.extra_args = list(extra_args)
+        self.env = None  # the process environment (None: this one's)
         self.proc = None
         log_dir = self.tmp or tempfile.mkdtemp(prefix="flotilla-log-")
         self.log_path = os.path.join(log_dir, "member.log")
@@ -74,7 +75,7 @@ class Member:
             args += ["--advertise-client-urls", url]
         offset = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
         if not self.port:
             self.port = self._bound_port(offset)
         wait_port(self.port, proc=self.proc)
@@ -156,6 +157,7 @@ class Etcd:
         self.port = free_port()
         self.peer_port = free_port()
         self.proc = None
+        self.extra_args = []
         _live.append(self)
 
     @property
@@ -169,7 +171,7 @@ class Etcd:
         args = [etcd, "--name", "default", "--data-dir", os.path.join(self.tmp, "data"),
                 "--listen-client-urls", url, "--advertise-client-urls", url,
                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                "--initial-cluster", "default=" + peer]
+                "--initial-cluster", "default=" + peer] + self.extra_args
         self.log = open(os.path.join(self.tmp, "etcd.log"), "ab")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
         wait_port(self.port, proc=self.proc)

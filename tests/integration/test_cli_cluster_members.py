@@ -160,14 +160,25 @@ class Scenario:
         self.ports_used += 1
         return "http://127.0.0.1:%d" % (self.port_base + self.ports_used)
 
-    def both(self, name, endpoints, *args, compare=True, fix=lambda t: t):
-        """Runs args with both tools; checks they agree; records etcdctl's."""
-        e = run("etcdctl", endpoints, *args)
-        f = run("flotilla", endpoints, *args)
-        e = (e[0], fix(e[1]), raw_rpc_error(fix(e[2])))
-        f = (f[0], fix(f[1]), fix(f[2]))
-        if compare:
-            assert_same("%s (%s)" % (name, " ".join(args)), e, f)
+    def both(self, name, endpoints, *args, compare=True, fix=lambda t: t, settle_s=0.0):
+        """Runs args with both tools; checks they agree; records etcdctl's.
+        settle_s: live numbers (raft index) may move between the two calls
+        while the cluster finishes a change: try again until they agree."""
+        deadline = time.monotonic() + settle_s
+        while True:
+            e = run("etcdctl", endpoints, *args)
+            f = run("flotilla", endpoints, *args)
+            e = (e[0], fix(e[1]), raw_rpc_error(fix(e[2])))
+            f = (f[0], fix(f[1]), fix(f[2]))
+            if not compare:
+                break
+            try:
+                assert_same("%s (%s)" % (name, " ".join(args)), e, f)
+                break
+            except AssertionError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.25)
         self.results[name] = self.ids.norm(repr(e))
         return f
 
@@ -343,9 +354,15 @@ class Scenario:
         ep0 = c.members[0].endpoint
         for fmt in ("simple", "json", "table"):
             f = self.both("status-cluster-" + fmt, [ep0], "endpoint", "status", "--cluster", "-w",
-                          fmt)
+                          fmt, settle_s=10.0)
             assert f[0] == 0 and all(m.client_url in f[1] for m in c.members), f
-            r = run("flotilla", ep0, "status", "--cluster", "-w", fmt)
+            deadline = time.monotonic() + 10.0
+            while True:  # the same settling: raft numbers may still move
+                r = run("flotilla", ep0, "status", "--cluster", "-w", fmt)
+                f = run("flotilla", ep0, "endpoint", "status", "--cluster", "-w", fmt)
+                if r == f or time.monotonic() >= deadline:
+                    break
+                time.sleep(0.25)
             assert r == f, ("status --cluster", r, f)
 
         def took(t):
@@ -437,7 +454,7 @@ class Scenario:
                     joiner.name, listed, joiner.log_tail())
                 time.sleep(0.2)
             f = self.both("status-join-cluster", [c.members[0].endpoint], "endpoint", "status",
-                          "--cluster")
+                          "--cluster", settle_s=10.0)
             assert f[0] == 0 and len(f[1].splitlines()) == 4 and joiner.client_url in f[1], f
             r = run("flotilla", eps, "member", "remove", "%x" % new_id)
             assert r == (0, "Member %16x removed from cluster %16x\n" % (new_id, cid), ""), r

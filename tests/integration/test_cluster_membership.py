@@ -14,6 +14,7 @@ and a member that was away must be sent a snapshot of the store.
 3. A follower is killed; WRITES keys are written (flotilla bench) with a
    compaction; the follower restarts and catches up, through a snapshot
    (its log says so), to the same HashKV.
+4. SIGTERM on the leader: it hands leadership over before it stops.
 
 Env: FLOTILLA_TEST_SEED (printed), FLOTILLA_TEST_CATCHUP_WRITES (default
 200000, as the issue asks; ~40 s under ASan).
@@ -195,6 +196,23 @@ def catch_up_by_snapshot(c):
           "equal: %s" % (away.name, WRITES, wrote_s, time.monotonic() - t0 - wrote_s, h))
 
 
+def leader_hands_over_on_sigterm(c):
+    leader = c.wait_for_leader()
+    t0 = time.monotonic()
+    code = leader.stop()
+    assert code == 0, code
+    rest = [m for m in c.members if m is not leader]
+    new = c.wait_for_leader(members=rest, exclude=leader, timeout_s=10)
+    took = time.monotonic() - t0
+    log = open(leader.log_path).read().split("==== harness: start")[-1]
+    assert "handing leadership over before stopping" in log, log[-2000:]
+    # no election timeout passed: the followers heard the transfer at once
+    assert "leader changed" in open(new.log_path).read()
+    cluster.etcdctl(c.endpoints(rest), "put", "after-sigterm", "ok")
+    print("4. SIGTERM on leader %s: leadership handed to %s, stop + new leader seen in %.2fs"
+          % (leader.name, new.name, took))
+
+
 def main():
     print("seed %d" % SEED)
     c = cluster.Cluster(n=4, binary="flotilla")
@@ -205,6 +223,7 @@ def main():
         c.start()
         membership_under_load(c, joiner)
         catch_up_by_snapshot(c)
+        leader_hands_over_on_sigterm(c)
     except Exception:
         print(c.log_tails(40))
         raise

@@ -67,15 +67,6 @@ class ShimMember(harness.Member):
         self.journal = os.path.join(self.tmp, "powerloss-journal")
         self.env = powerloss_env.shim_env(harness.FLOTILLA_BIN, SHIM, self.data_dir, self.journal)
 
-    def start(self):
-        url = "http://127.0.0.1:%d" % self.port
-        args = [harness.FLOTILLA_BIN, "serve", "--name", self.name, "--data-dir", self.data_dir,
-                "--listen-client-urls", url, "--advertise-client-urls", url] + self.extra_args
-        self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
-        harness.wait_port(self.port, proc=self.proc)
-        return self
-
     def log_size(self):
         return os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
 

@@ -1,9 +1,13 @@
 /* Unit tests for src/server, a member that is a Raft node: the write path
- * (group commit, bounds, callbacks never re-entrant), the log of a new member
- * (etcd 3.4's indexes and revisions), recovery (committed entries past LMDB's
- * applied index replayed, a SIGKILLed member), identity checked against the
- * flags, WAL disk-full handling (appends retried, new writes refused, the
- * stuck ones time out), corrupt WAL detection, checkpoints (WAL release,
+ * (group commit per loop turn and in the writer, one fsync per lone write,
+ * nothing answered before its fdatasync, bounds, validation vs apply-time
+ * answers, callbacks never re-entrant), the log of a new member (etcd 3.4's
+ * indexes and revisions), a cluster of two without quorum, recovery
+ * (committed entries past LMDB's applied index replayed, a SIGKILLed
+ * member), identity checked against the flags, WAL disk full (appends
+ * retried, new writes refused, the stuck ones time out, a stop while full),
+ * fdatasync failure, quota, LMDB map full (fatal, replayed) and LMDB disk
+ * full (applies wait), corrupt WAL detection, checkpoints (WAL release,
  * bounded WAL, gap refused at start-up) — all with the real wal and mvcc in
  * a temp dir on a uv loop. Expectations about indexes are computed from the
  * member's status before and after, not from the old one-entry-per-write log. */
@@ -28,6 +32,7 @@
 #include <cmocka.h>
 
 #include "mvcc/mvcc.h"
+#include "server/cluster.h"
 #include "server/entry.h"
 #include "server/server.h"
 #include "wal/wal.h"
@@ -195,6 +200,16 @@ static void settle(fixture *f, server_status *out)
     }
 }
 
+/* Runs the loop for about ms without blocking in it: for checks that
+ * something does NOT happen within a while. */
+static void run_for_ms(fixture *f, int ms)
+{
+    for (int i = 0; i < ms / 10; i++) {
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        usleep(10 * 1000);
+    }
+}
+
 /* server_create must fail with `want` and a message containing `text`. */
 static void expect_refused(fixture *f, fl_err want, const char *text)
 {
@@ -247,7 +262,11 @@ static char *get_ex(fixture *f, const char *key, int64_t *mod_revision, bool ser
     while (r.calls == 0) {
         if (now_ms() > deadline)
             fail_msg("read of %s not answered in %u ms", key, WAIT_MS_MAX);
-        uv_run(&f->loop, UV_RUN_ONCE);
+        /* a read is usually answered within one turn; UV_RUN_ONCE would then
+         * block in poll until the next timer (tens of ms per read) */
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        if (r.calls == 0)
+            uv_run(&f->loop, UV_RUN_ONCE);
     }
     assert_int_equal(r.calls, 1);
     if (r.err != FL_OK)
@@ -364,6 +383,75 @@ static void test_group_commit(void **state)
     stop(f);
 }
 
+/* Held inside fdatasync by the test (bounded), so batches queue behind it. */
+static int hold_sync, in_sync;
+
+static int hook_fdatasync_held(void *ctx, int fd)
+{
+    (void)ctx;
+    __atomic_store_n(&in_sync, 1, __ATOMIC_SEQ_CST);
+    for (int i = 0; i < 60000 && __atomic_load_n(&hold_sync, __ATOMIC_SEQ_CST); i++)
+        usleep(1000);
+    return fdatasync(fd);
+}
+
+/* Writes arriving in separate loop turns while the writer is inside an
+ * fdatasync each become their own batch; the writer covers all of them with
+ * ONE fdatasync when it gets back (group commit in the writer). And no write
+ * is answered before the fdatasync covering its entry returned. */
+static void test_group_commit_across_turns(void **state)
+{
+    fixture *f = *state;
+    static const wal_test_hooks hooks = {.fdatasync = hook_fdatasync_held};
+    f->options.wal_test_hooks = &hooks;
+    start(f);
+    server_status st0;
+    settle(f, &st0);
+    server_stats s0;
+    server_get_stats(f->srv, &s0);
+    enum { N = 50 };
+    write_result r[N];
+    int completed = 0;
+    char key[32];
+    __atomic_store_n(&in_sync, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&hold_sync, 1, __ATOMIC_SEQ_CST);
+    assert_int_equal(put(f, "g00", "v", &r[0], &completed), FL_OK);
+    uint64_t deadline = now_ms() + WAIT_MS_MAX;
+    while (!__atomic_load_n(&in_sync, __ATOMIC_SEQ_CST)) { /* the writer syncs g00 */
+        if (now_ms() > deadline)
+            fail_msg("the writer never synced");
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+    for (int i = 1; i < N; i++) { /* one write per loop turn: one batch each */
+        snprintf(key, sizeof key, "g%02d", i);
+        assert_int_equal(put(f, key, "v", &r[i], &completed), FL_OK);
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+    }
+    server_status st;
+    server_get_status(f->srv, &st);
+    assert_int_equal(st.raft_index, st0.raft_index + N); /* all in Raft's log */
+    run_for_ms(f, 100);
+    assert_int_equal(completed, 0); /* nothing answered before its fdatasync */
+    server_get_status(f->srv, &st);
+    assert_int_equal(st.raft_applied_index, st0.raft_applied_index); /* nor applied */
+    __atomic_store_n(&hold_sync, 0, __ATOMIC_SEQ_CST);
+    wait_for(f, &completed, N);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(r[i].err, FL_OK);
+        if (i > 0)
+            assert_int_equal(r[i].revision, r[i - 1].revision + 1);
+    }
+    server_stats stats;
+    server_get_stats(f->srv, &stats);
+    uint64_t syncs = stats.wal_syncs - s0.wal_syncs, batches = stats.wal_batches - s0.wal_batches;
+    print_message("across turns: %d writes in %" PRIu64 " batches, %" PRIu64 " fsyncs\n", N,
+                  batches, syncs);
+    assert_true(batches >= N);
+    assert_true(syncs <= 3); /* g00's, then one for the queued rest (a split at most) */
+    stop(f);
+}
+
 /* One write at a time: each gets exactly one fsync (its entry); the ready
  * that then only moves the commit index is written without one. */
 static void test_sequential_writes_sync_each(void **state)
@@ -476,6 +564,75 @@ static void test_validation_and_bounds(void **state)
     stop(f);
 }
 
+/* Writes one request and waits for its answer; returns the error. */
+static fl_err write_sync(fixture *f, const mvcc_request *req, write_result *r)
+{
+    int completed = 0;
+    memset(r, 0, sizeof *r);
+    r->in_call = &in_call_flag;
+    r->completed = &completed;
+    in_call_flag = 1;
+    fl_err err = server_write(f->srv, req, on_write, r);
+    in_call_flag = 0;
+    if (err != FL_OK)
+        return err;
+    wait_for(f, &completed, 1);
+    assert_int_equal(r->calls, 1);
+    return r->err;
+}
+
+/* Validation fails at once and takes no index; an error that depends on
+ * the state (future or compacted revision) is the entry's answer: it is
+ * applied (the index moves) and counted as acknowledged. */
+static void test_validation_and_apply_errors(void **state)
+{
+    fixture *f = *state;
+    f->options.max_txn_ops = 2;
+    start(f);
+    server_status st0, st;
+    settle(f, &st0);
+    server_stats s0, stats;
+    server_get_stats(f->srv, &s0);
+    write_result r;
+    mvcc_op ops[3];
+    for (int i = 0; i < 3; i++) {
+        ops[i] = (mvcc_op){.type = MVCC_OP_PUT};
+        ops[i].u.put.key = (mvcc_bytes){(const uint8_t *)(i == 2 ? "a" : i ? "b" : "a"), 1};
+        ops[i].u.put.value = (mvcc_bytes){(const uint8_t *)"v", 1};
+    }
+    mvcc_request txn = {.type = MVCC_REQ_TXN};
+    txn.u.txn.success = ops;
+    txn.u.txn.success_count = 3; /* more than max_txn_ops */
+    assert_int_equal(write_sync(f, &txn, &r), FL_ERR_TOO_MANY_OPS);
+    txn.u.txn.success = &ops[1];
+    txn.u.txn.success_count = 2; /* "b" and "a" */
+    assert_int_equal(write_sync(f, &txn, &r), FL_OK);
+    ops[1].u.put.key = (mvcc_bytes){(const uint8_t *)"a", 1};
+    assert_int_equal(write_sync(f, &txn, &r), FL_ERR_DUPLICATE_KEY); /* "a" twice */
+    server_get_status(f->srv, &st);
+    assert_int_equal(st.raft_index, st0.raft_index + 1); /* only the good txn took one */
+
+    mvcc_request compact = {.type = MVCC_REQ_COMPACT};
+    compact.u.compact.revision = 1000;
+    assert_int_equal(write_sync(f, &compact, &r), FL_ERR_FUTURE_REV);
+    assert_int_equal(r.calls, 1);
+    server_get_status(f->srv, &st);
+    assert_int_equal(st.raft_index, st0.raft_index + 2); /* applied, with an error answer */
+    assert_int_equal(st.raft_applied_index, st.raft_index);
+    server_header h;
+    server_get_header(f->srv, &h);
+    compact.u.compact.revision = h.revision;
+    assert_int_equal(write_sync(f, &compact, &r), FL_OK);
+    compact.u.compact.revision = h.revision - 1;
+    assert_int_equal(write_sync(f, &compact, &r), FL_ERR_COMPACTED);
+    server_get_stats(f->srv, &stats);
+    assert_int_equal(stats.writes_acked - s0.writes_acked, 4);
+    assert_int_equal(stats.writes_failed - s0.writes_failed, 0);
+    server_get_status(f->srv, &st);
+    assert_int_equal(st.raft_index, st0.raft_index + 4);
+    stop(f);
+}
+
 /* A write accepted before stop is answered exactly once, FL_OK or
  * FL_ERR_STOPPED (which claims nothing: the entry may be in the log). The
  * writes are in the log in submit order, so after a restart the keys that
@@ -569,6 +726,9 @@ static void test_identity_stable(void **state)
     f->options.initial_advertise_peer_urls = "http://127.0.0.1:2390";
     expect_refused(f, FL_ERR_INVALID, "belongs to member");
     f->options.initial_advertise_peer_urls = NULL;
+    /* the same member in another initial cluster: another cluster id */
+    f->options.initial_cluster = "t=http://localhost:2380,u=http://localhost:2381";
+    expect_refused(f, FL_ERR_INVALID, "belongs to cluster");
     /* the same cluster of one spelled out in --initial-cluster is the same member */
     f->options.initial_cluster = "t=http://localhost:2380";
     start(f);
@@ -601,6 +761,64 @@ static void test_identity_stable(void **state)
     f->options.initial_cluster = "x=http://localhost:2380";
     expect_refused(f, FL_ERR_INVALID, "no member named");
     f->options.initial_cluster = NULL;
+}
+
+/* A new cluster of two whose other member never comes: this member writes
+ * the same index 1 (both members, both voters), campaigns without winning
+ * (pre-vote: an isolated member does not inflate its term), refuses writes
+ * and linearizable reads with FL_ERR_NO_LEADER, serves serializable reads,
+ * and stops and restarts cleanly. */
+static void test_no_quorum(void **state)
+{
+    fixture *f = *state;
+    f->options.initial_cluster = "t=http://127.0.0.1:1,u=http://127.0.0.1:2";
+    f->options.initial_advertise_peer_urls = "http://127.0.0.1:1";
+    f->options.listen_peer_urls = "http://127.0.0.1:0"; /* nobody dials us */
+    f->options.heartbeat_ms = 10;
+    f->options.election_ms = 50;
+    start(f);
+    server_header h;
+    server_get_header(f->srv, &h);
+    const char *t_urls[] = {"http://127.0.0.1:1"}, *u_urls[] = {"http://127.0.0.1:2"};
+    uint64_t ids[2] = {cluster_member_id(t_urls, 1, "flotilla-cluster"),
+                       cluster_member_id(u_urls, 1, "flotilla-cluster")};
+    assert_int_equal(h.member_id, ids[0]);
+    assert_int_equal(h.cluster_id, cluster_cluster_id("flotilla-cluster", ids, 2));
+    const server_member *members;
+    size_t count;
+    server_get_members(f->srv, &members, &count);
+    assert_int_equal(count, 2);
+    assert_string_equal(members[1].name, "u");
+    run_for_ms(f, 500); /* ten election timeouts */
+    server_status st;
+    server_get_status(f->srv, &st);
+    server_stats stats;
+    server_get_stats(f->srv, &stats);
+    print_message("no quorum: leader=%" PRIx64 " term=%" PRIu64 " index=%" PRIu64
+                  " applied=%" PRIu64 " leader_changes=%" PRIu64 "\n",
+                  st.leader_id, st.raft_term, st.raft_index, st.raft_applied_index,
+                  stats.leader_changes);
+    assert_int_equal(st.leader_id, 0);
+    assert_int_equal(st.raft_applied_index, 1); /* the initial configuration only */
+    assert_int_equal(st.raft_term, 1);          /* pre-vote never won: no new term */
+    assert_int_equal(stats.leader_changes, 0);
+    write_result r;
+    int completed = 0;
+    assert_int_equal(put(f, "k", "v", &r, &completed), FL_ERR_NO_LEADER);
+    read_result rr = {0};
+    mvcc_range_req req = {.key = {(const uint8_t *)"k", 1}};
+    assert_int_equal(server_range(f->srv, &req, false, on_read, &rr), FL_ERR_NO_LEADER);
+    assert_value_ex(f, "k", NULL, true); /* serializable: the local state */
+    run_for_ms(f, 50);
+    assert_int_equal(completed, 0);
+    assert_int_equal(rr.calls, 0);
+    stop(f);
+    start(f); /* the same flags: the stored identity and table */
+    server_get_header(f->srv, &h);
+    assert_int_equal(h.member_id, ids[0]);
+    server_get_members(f->srv, &members, &count);
+    assert_int_equal(count, 2);
+    stop(f);
 }
 
 /* A second member on the same data dir is refused. */
@@ -1262,14 +1480,6 @@ static bool run_until_done_or_stall(fixture *f, const int *completed, uint64_t s
     }
 }
 
-static void run_for_ms(fixture *f, int ms)
-{
-    for (int i = 0; i < ms / 10; i++) {
-        uv_run(&f->loop, UV_RUN_NOWAIT);
-        usleep(10 * 1000);
-    }
-}
-
 static void test_lmdb_disk_full(void **state)
 {
     fixture *f = *state;
@@ -1497,32 +1707,49 @@ static void test_checkpoint_releases_wal(void **state)
     }
     const int total = CKPT_ROUNDS * CKPT_WAVE;
     server_status st;
-    server_get_status(f->srv, &st);
-    const uint64_t applied = st.raft_applied_index; /* every wave is answered: all applied */
-    assert_true(applied >= (uint64_t)total);
     server_stats stats;
-    server_get_stats(f->srv, &stats);
-    /* The sync runs beside the writer, so a request that comes while one is
-     * still running is folded into the next: expect at least half of
-     * total / CKPT_EVERY, and the last one close to the end. */
-    const uint64_t checkpoints_min = (uint64_t)(total / CKPT_EVERY) / 2;
-    for (int i = 0; i < 2000 && (stats.checkpoints < checkpoints_min ||
-                                 stats.last_checkpoint_index <= applied - 2 * CKPT_EVERY);
-         i++) {
-        usleep(5000);
+    /* The sync runs beside the writer, and a request that comes while one
+     * still runs is dropped: it is asked again at the next apply only. So
+     * when the last waves' requests were dropped (a slow disk, a loaded
+     * machine), nothing asks again until another write: nudge with one. */
+    const uint64_t checkpoints_min = (uint64_t)(total / CKPT_EVERY) / 4;
+    int nudges = 0;
+    uint64_t deadline = now_ms() + WAIT_MS_MAX, last_seen = 0, since = now_ms();
+    for (;;) {
+        server_get_status(f->srv, &st);
         server_get_stats(f->srv, &stats);
+        if (stats.checkpoints >= checkpoints_min &&
+            stats.last_checkpoint_index > st.raft_applied_index - 2 * CKPT_EVERY)
+            break;
+        if (now_ms() > deadline)
+            fail_msg("checkpoints stuck at %" PRIu64 " (applied %" PRIu64 ")",
+                     stats.last_checkpoint_index, st.raft_applied_index);
+        if (stats.last_checkpoint_index != last_seen) {
+            last_seen = stats.last_checkpoint_index;
+            since = now_ms();
+        } else if (now_ms() - since > 300) {
+            fl_err nudge_err;
+            put_sync(f, "nudge", "x", &nudge_err);
+            assert_int_equal(nudge_err, FL_OK);
+            nudges++;
+            since = now_ms();
+        }
+        run_for_ms(f, 20);
     }
+    const uint64_t applied = st.raft_applied_index; /* every write is answered: all applied */
+    assert_true(applied >= (uint64_t)total);
     int files = wal_files(f, &min_first);
     print_message("checkpoints=%" PRIu64 " failures=%" PRIu64 " last=%" PRIu64 " applied=%" PRIu64
                   " wal files now=%d most=%d min_first=%" PRIu64 "\n",
                   stats.checkpoints, stats.checkpoint_failures, stats.last_checkpoint_index,
                   applied, files, most_files, min_first);
+    print_message("nudges: %d\n", nudges);
     /* ~100 bytes a record: 2000 entries are ~50 segments without release */
     assert_true(stats.checkpoints >= checkpoints_min);
     assert_int_equal(stats.checkpoint_failures, 0);
     assert_true(stats.last_checkpoint_index > applied - 2 * CKPT_EVERY);
     assert_true(stats.last_checkpoint_index <= applied);
-    assert_true(most_files <= 12);
+    assert_true(most_files <= 20); /* loaded machines lag; without release it is ~50 */
     assert_true(min_first > applied - 3 * CKPT_EVERY);
     /* never past the applied index: the member's WAL still starts <= applied + 1 */
     assert_true(min_first <= stats.last_checkpoint_index + 1);
@@ -1536,11 +1763,12 @@ static void test_checkpoint_releases_wal(void **state)
     ckpt_check_all(f, total);
     server_header h;
     server_get_header(f->srv, &h);
-    assert_int_equal(h.revision, total + 1); /* a new member's first put is revision 2 */
+    /* a new member's first put is revision 2 */
+    assert_int_equal(h.revision, total + nudges + 1);
     /* writes continue at the right index after a released prefix */
     settle(f, &st);
     fl_err err;
-    assert_int_equal(put_sync(f, "after", "x", &err), total + 2);
+    assert_int_equal(put_sync(f, "after", "x", &err), total + nudges + 2);
     assert_int_equal(err, FL_OK);
     server_status st_after;
     server_get_status(f->srv, &st_after);
@@ -1563,7 +1791,7 @@ static void test_checkpoint_releases_wal(void **state)
     char *v = get(f, "late2", &mod);
     assert_non_null(v);
     free(v);
-    assert_int_equal(mod, total + 4); /* after "after" (total + 2) and late1 */
+    assert_int_equal(mod, total + nudges + 4); /* after "after" and late1 */
     ckpt_check_all(f, total);
     stop(f);
 }
@@ -1633,7 +1861,7 @@ static void test_checkpoint_sync_failure(void **state)
         ckpt_wave(f, round * CKPT_WAVE, r);
     server_stats stats;
     server_get_stats(f->srv, &stats);
-    for (int i = 0; i < 2000 && stats.checkpoint_failures < 4; i++) {
+    for (int i = 0; i < 2000 && stats.checkpoint_failures < 2; i++) {
         usleep(5000);
         server_get_stats(f->srv, &stats);
     }
@@ -1642,7 +1870,7 @@ static void test_checkpoint_sync_failure(void **state)
     print_message("sync failing: failures=%" PRIu64 " checkpoints=%" PRIu64
                   " files=%d first=%" PRIu64 "\n",
                   stats.checkpoint_failures, stats.checkpoints, files, min_first);
-    assert_true(stats.checkpoint_failures >= 4);
+    assert_true(stats.checkpoint_failures >= 2); /* requests while one runs are dropped */
     assert_int_equal(stats.checkpoints, 0);
     assert_int_equal(stats.last_checkpoint_index, 0);
     assert_int_equal(min_first, wal_start); /* nothing released */
@@ -1738,12 +1966,15 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_commit_across_turns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sequential_writes_sync_each, setup, teardown),
         cmocka_unit_test_setup_teardown(test_new_member_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_validation_and_bounds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_validation_and_apply_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_answers_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_identity_stable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_data_dir_locked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_quorum, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_past_applied, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigkill_recovery, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wal_disk_full, setup, teardown),
