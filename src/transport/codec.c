@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "transport/transport.h"
+#include "util/endian.h"
 #include "util/crc32c.h"
 
 /* Fixed part of an encoded message: version, group, type, 8 u64 fields,
@@ -13,52 +14,13 @@
 /* Snapshot section without ids and data: index, term, three counts, len. */
 #define SNAP_FIXED_BYTES (8u + 8u + 3u + 4u)
 
-static void put_u16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint16_t get_u16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
 /* ---- frames ---- */
 
 void codec_frame_header(uint8_t hdr[CODEC_FRAME_HEADER], const uint8_t *payload, uint32_t len)
 {
     assert(len > 0 && payload != NULL);
-    put_u32(hdr, len);
-    put_u32(hdr + 4, fl_crc32c(0, payload, len));
+    fl_le_put_u32(hdr, len);
+    fl_le_put_u32(hdr + 4, fl_crc32c(0, payload, len));
 }
 
 fl_err codec_frame_parse(const uint8_t *buf, size_t len, uint32_t payload_max,
@@ -67,7 +29,7 @@ fl_err codec_frame_parse(const uint8_t *buf, size_t len, uint32_t payload_max,
     *consumed = 0;
     if (len < CODEC_FRAME_HEADER)
         return FL_OK;
-    uint32_t n = get_u32(buf);
+    uint32_t n = fl_le_get_u32(buf);
     if (n == 0)
         return FL_ERR_CORRUPT;
     /* Judged on the header alone, so an oversized frame is refused before
@@ -76,7 +38,7 @@ fl_err codec_frame_parse(const uint8_t *buf, size_t len, uint32_t payload_max,
         return FL_ERR_TOO_LARGE;
     if (len - CODEC_FRAME_HEADER < n)
         return FL_OK;
-    if (fl_crc32c(0, buf + CODEC_FRAME_HEADER, n) != get_u32(buf + 4))
+    if (fl_crc32c(0, buf + CODEC_FRAME_HEADER, n) != fl_le_get_u32(buf + 4))
         return FL_ERR_CORRUPT;
     *payload = buf + CODEC_FRAME_HEADER;
     *payload_len = n;
@@ -90,27 +52,27 @@ void codec_hello_encode(const struct codec_hello *h, uint8_t out[CODEC_HELLO_BYT
 {
     uint8_t *p = out;
     *p++ = CODEC_KIND_HELLO;
-    put_u32(p, CODEC_HELLO_MAGIC);
+    fl_le_put_u32(p, CODEC_HELLO_MAGIC);
     p += 4;
-    put_u16(p, h->version);
+    fl_le_put_u16(p, h->version);
     p += 2;
     *p++ = h->stream;
-    put_u64(p, h->cluster_id);
-    put_u64(p + 8, h->from);
-    put_u64(p + 16, h->to);
+    fl_le_put_u64(p, h->cluster_id);
+    fl_le_put_u64(p + 8, h->from);
+    fl_le_put_u64(p + 16, h->to);
     assert(p + 24 == out + CODEC_HELLO_BYTES);
 }
 
 fl_err codec_hello_decode(const uint8_t *payload, size_t len, struct codec_hello *h)
 {
     if (len != CODEC_HELLO_BYTES || payload[0] != CODEC_KIND_HELLO ||
-        get_u32(payload + 1) != CODEC_HELLO_MAGIC)
+        fl_le_get_u32(payload + 1) != CODEC_HELLO_MAGIC)
         return FL_ERR_CORRUPT;
-    h->version = get_u16(payload + 5);
+    h->version = fl_le_get_u16(payload + 5);
     h->stream = payload[7];
-    h->cluster_id = get_u64(payload + 8);
-    h->from = get_u64(payload + 16);
-    h->to = get_u64(payload + 24);
+    h->cluster_id = fl_le_get_u64(payload + 8);
+    h->from = fl_le_get_u64(payload + 16);
+    h->to = fl_le_get_u64(payload + 24);
     return FL_OK;
 }
 
@@ -134,7 +96,7 @@ size_t codec_msg_size(const struct raft_msg *msg)
 static uint8_t *put_ids(uint8_t *p, const raft_id *ids, uint32_t n)
 {
     for (uint32_t i = 0; i < n; i++, p += 8)
-        put_u64(p, ids[i]);
+        fl_le_put_u64(p, ids[i]);
     return p;
 }
 
@@ -142,8 +104,8 @@ static uint8_t *encode_snapshot(uint8_t *p, const struct raft_snapshot *s)
 {
     assert(s->conf.n_voters <= RAFT_MEMBERS_MAX && s->conf.n_voters_outgoing <= RAFT_MEMBERS_MAX &&
            s->conf.n_learners <= RAFT_MEMBERS_MAX);
-    put_u64(p, s->index);
-    put_u64(p + 8, s->term);
+    fl_le_put_u64(p, s->index);
+    fl_le_put_u64(p + 8, s->term);
     p += 16;
     *p++ = (uint8_t)s->conf.n_voters;
     *p++ = (uint8_t)s->conf.n_voters_outgoing;
@@ -151,7 +113,7 @@ static uint8_t *encode_snapshot(uint8_t *p, const struct raft_snapshot *s)
     p = put_ids(p, s->conf.voters, s->conf.n_voters);
     p = put_ids(p, s->conf.voters_outgoing, s->conf.n_voters_outgoing);
     p = put_ids(p, s->conf.learners, s->conf.n_learners);
-    put_u32(p, s->len);
+    fl_le_put_u32(p, s->len);
     p += 4;
     if (s->len > 0)
         memcpy(p, s->data, s->len);
@@ -163,22 +125,22 @@ void codec_msg_encode(uint64_t group_id, const struct raft_msg *msg, uint8_t *ou
     assert(msg->n_entries <= RAFT_MSG_ENTRIES_MAX);
     uint8_t *p = out;
     *p++ = CODEC_MSG_VERSION;
-    put_u64(p, group_id);
+    fl_le_put_u64(p, group_id);
     p += 8;
     *p++ = (uint8_t)msg->type;
     const uint64_t fields[8] = {msg->from,  msg->to,     msg->term,        msg->log_term,
                                 msg->index, msg->commit, msg->reject_hint, msg->context};
     for (int i = 0; i < 8; i++, p += 8)
-        put_u64(p, fields[i]);
+        fl_le_put_u64(p, fields[i]);
     *p++ = msg->reject ? 1 : 0;
-    put_u32(p, msg->n_entries);
+    fl_le_put_u32(p, msg->n_entries);
     p += 4;
     for (uint32_t i = 0; i < msg->n_entries; i++) {
         const struct raft_entry *e = &msg->entries[i];
-        put_u64(p, e->term);
-        put_u64(p + 8, e->index);
+        fl_le_put_u64(p, e->term);
+        fl_le_put_u64(p + 8, e->index);
         p[16] = (uint8_t)e->type;
-        put_u32(p + 17, e->len);
+        fl_le_put_u32(p + 17, e->len);
         p += ENTRY_FIXED_BYTES;
         if (e->len > 0)
             memcpy(p, e->data, e->len);
@@ -218,13 +180,13 @@ static uint8_t take_u8(struct reader *r)
 static uint32_t take_u32(struct reader *r)
 {
     const uint8_t *p = take(r, 4);
-    return p ? get_u32(p) : 0;
+    return p ? fl_le_get_u32(p) : 0;
 }
 
 static uint64_t take_u64(struct reader *r)
 {
     const uint8_t *p = take(r, 8);
-    return p ? get_u64(p) : 0;
+    return p ? fl_le_get_u64(p) : 0;
 }
 
 /* Data of len bytes: NULL when len is 0, as raft.h allows. */

@@ -3,37 +3,10 @@
 #include <assert.h>
 #include <string.h>
 
+#include "util/endian.h"
 #include "util/crc32c.h"
 
 static const uint8_t segment_magic[8] = {'F', 'L', 'O', 'T', 'W', 'A', 'L', '\n'};
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
 
 /* crc over length, type + zero bytes, payload: everything but the crc field. */
 static uint32_t record_crc(const uint8_t *record, uint32_t payload_bytes)
@@ -46,10 +19,10 @@ static uint32_t record_crc(const uint8_t *record, uint32_t payload_bytes)
 static size_t finish_record(uint8_t *dst, wal_record_type type, size_t payload_bytes)
 {
     assert(payload_bytes <= UINT32_MAX);
-    put_u32(dst, (uint32_t)payload_bytes);
+    fl_le_put_u32(dst, (uint32_t)payload_bytes);
     dst[8] = (uint8_t)type;
     dst[9] = dst[10] = dst[11] = 0;
-    put_u32(dst + 4, record_crc(dst, (uint32_t)payload_bytes));
+    fl_le_put_u32(dst + 4, record_crc(dst, (uint32_t)payload_bytes));
     return WAL_RECORD_HEADER_BYTES + payload_bytes;
 }
 
@@ -57,10 +30,10 @@ size_t wal_record_encode_entry(uint8_t *dst, const wal_entry *entry)
 {
     assert(entry->len == 0 || entry->data != NULL);
     uint8_t *p = dst + WAL_RECORD_HEADER_BYTES;
-    put_u64(p, entry->index);
-    put_u64(p + 8, entry->term);
-    put_u32(p + 16, (uint32_t)entry->type);
-    put_u32(p + 20, 0);
+    fl_le_put_u64(p, entry->index);
+    fl_le_put_u64(p + 8, entry->term);
+    fl_le_put_u32(p + 16, (uint32_t)entry->type);
+    fl_le_put_u32(p + 20, 0);
     if (entry->len)
         memcpy(p + WAL_ENTRY_HEADER_BYTES, entry->data, entry->len);
     return finish_record(dst, WAL_RECORD_ENTRY, WAL_ENTRY_HEADER_BYTES + entry->len);
@@ -69,9 +42,9 @@ size_t wal_record_encode_entry(uint8_t *dst, const wal_entry *entry)
 size_t wal_record_encode_hard_state(uint8_t *dst, const wal_hard_state *hard_state)
 {
     uint8_t *p = dst + WAL_RECORD_HEADER_BYTES;
-    put_u64(p, hard_state->term);
-    put_u64(p + 8, hard_state->vote);
-    put_u64(p + 16, hard_state->commit);
+    fl_le_put_u64(p, hard_state->term);
+    fl_le_put_u64(p + 8, hard_state->vote);
+    fl_le_put_u64(p + 16, hard_state->commit);
     return finish_record(dst, WAL_RECORD_HARD_STATE, WAL_HARD_STATE_BYTES);
 }
 
@@ -79,10 +52,10 @@ size_t wal_record_encode_segment_header(uint8_t *dst, uint64_t seq, uint64_t fir
 {
     uint8_t *p = dst + WAL_RECORD_HEADER_BYTES;
     memcpy(p, segment_magic, sizeof segment_magic);
-    put_u32(p + 8, WAL_FORMAT_VERSION);
-    put_u32(p + 12, 0);
-    put_u64(p + 16, seq);
-    put_u64(p + 24, first_index);
+    fl_le_put_u32(p + 8, WAL_FORMAT_VERSION);
+    fl_le_put_u32(p + 12, 0);
+    fl_le_put_u64(p + 16, seq);
+    fl_le_put_u64(p + 24, first_index);
     return finish_record(dst, WAL_RECORD_SEGMENT_HEADER, WAL_SEGMENT_HEADER_BYTES);
 }
 
@@ -93,7 +66,7 @@ wal_frame_status wal_record_check(const uint8_t *p, size_t avail, uint64_t paylo
         *why = "truncated record header";
         return WAL_FRAME_SHORT;
     }
-    uint32_t len = get_u32(p);
+    uint32_t len = fl_le_get_u32(p);
     uint8_t t = p[8];
     if (t < WAL_RECORD_SEGMENT_HEADER || t > WAL_RECORD_HARD_STATE) {
         *why = t == 0 && len == 0 ? "zero-filled space" : "unknown record type";
@@ -112,7 +85,7 @@ wal_frame_status wal_record_check(const uint8_t *p, size_t avail, uint64_t paylo
         *why = "truncated record";
         return WAL_FRAME_SHORT;
     }
-    if (record_crc(p, len) != get_u32(p + 4)) {
+    if (record_crc(p, len) != fl_le_get_u32(p + 4)) {
         *why = "crc mismatch";
         return WAL_FRAME_BAD;
     }
@@ -127,13 +100,13 @@ fl_err wal_record_decode_entry(const uint8_t *payload, uint32_t len, wal_entry *
         *why = "entry record too short";
         return FL_ERR_CORRUPT;
     }
-    uint32_t type = get_u32(payload + 16);
-    if (type < WAL_ENTRY_NORMAL || type > WAL_ENTRY_NOOP || get_u32(payload + 20) != 0) {
+    uint32_t type = fl_le_get_u32(payload + 16);
+    if (type < WAL_ENTRY_NORMAL || type > WAL_ENTRY_NOOP || fl_le_get_u32(payload + 20) != 0) {
         *why = "bad entry type";
         return FL_ERR_CORRUPT;
     }
-    entry->index = get_u64(payload);
-    entry->term = get_u64(payload + 8);
+    entry->index = fl_le_get_u64(payload);
+    entry->term = fl_le_get_u64(payload + 8);
     entry->type = (wal_entry_type)type;
     entry->data = payload + WAL_ENTRY_HEADER_BYTES;
     entry->len = len - WAL_ENTRY_HEADER_BYTES;
@@ -151,9 +124,9 @@ fl_err wal_record_decode_hard_state(const uint8_t *payload, uint32_t len,
         *why = "hard state record has the wrong size";
         return FL_ERR_CORRUPT;
     }
-    hard_state->term = get_u64(payload);
-    hard_state->vote = get_u64(payload + 8);
-    hard_state->commit = get_u64(payload + 16);
+    hard_state->term = fl_le_get_u64(payload);
+    hard_state->vote = fl_le_get_u64(payload + 8);
+    hard_state->commit = fl_le_get_u64(payload + 16);
     return FL_OK;
 }
 
@@ -164,11 +137,11 @@ fl_err wal_record_decode_segment_header(const uint8_t *payload, uint32_t len, ui
         *why = "bad segment header";
         return FL_ERR_CORRUPT;
     }
-    if (get_u32(payload + 8) != WAL_FORMAT_VERSION || get_u32(payload + 12) != 0) {
+    if (fl_le_get_u32(payload + 8) != WAL_FORMAT_VERSION || fl_le_get_u32(payload + 12) != 0) {
         *why = "unsupported segment format version";
         return FL_ERR_CORRUPT;
     }
-    *seq = get_u64(payload + 16);
-    *first_index = get_u64(payload + 24);
+    *seq = fl_le_get_u64(payload + 16);
+    *first_index = fl_le_get_u64(payload + 24);
     return FL_OK;
 }
